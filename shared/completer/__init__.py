@@ -1,0 +1,76 @@
+"""activity-completer: complete waiting Temporal, Cadence and Step Functions activities.
+
+The public surface is small and cheap to import; the engine SDKs load only when a client
+for that engine is created::
+
+    from completer import CompletionRequest, default_client
+
+    outcome = default_client().execute(CompletionRequest.build({"task_token": t, "result": 42}))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from completer.errors import (
+    ActivityNotFound,
+    CompleterError,
+    ConfigurationError,
+    Conflict,
+    EngineTimeout,
+    EngineUnavailable,
+    InternalError,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermanentError,
+    TransientError,
+)
+from completer.models import (
+    Action,
+    ActivityError,
+    CompletionOutcome,
+    CompletionRequest,
+    Status,
+    parse_request,
+)
+from completer.tokens import decode_token, encode_token, token_fingerprint
+
+if TYPE_CHECKING:
+    from completer.client import CompletionClient, SyncCompletionClient, default_client
+
+__all__ = [
+    "Action",
+    "ActivityError",
+    "ActivityNotFound",
+    "CompleterError",
+    "CompletionClient",
+    "CompletionOutcome",
+    "CompletionRequest",
+    "ConfigurationError",
+    "Conflict",
+    "EngineTimeout",
+    "EngineUnavailable",
+    "InternalError",
+    "InvalidRequest",
+    "PayloadTooLarge",
+    "PermanentError",
+    "Status",
+    "SyncCompletionClient",
+    "TransientError",
+    "decode_token",
+    "default_client",
+    "encode_token",
+    "parse_request",
+    "token_fingerprint",
+]
+
+_LAZY = {"CompletionClient", "SyncCompletionClient", "default_client"}
+
+
+def __getattr__(name: str) -> Any:
+    # The client pulls in the backend registry; keep `import completer` light.
+    if name in _LAZY:
+        from completer import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'completer' has no attribute {name!r}")

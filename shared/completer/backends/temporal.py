@@ -1,0 +1,230 @@
+"""Temporal adapter, over ``temporalio``'s :class:`~temporalio.client.AsyncActivityHandle`.
+
+Connection settings come from ``temporalio.envconfig`` (``TEMPORAL_ADDRESS``,
+``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS*``, ``TEMPORAL_PROFILE``,
+``TEMPORAL_CONFIG_FILE``), exactly as the Temporal CLI and SDKs read them. Payloads are
+encoded with the SDK's default data converter, or the one ``COMPLETER_DATA_CONVERTER``
+names, which must match the workers' (payload codecs, encryption).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import temporalio.client
+import temporalio.converter
+import temporalio.envconfig
+import temporalio.exceptions
+import temporalio.service
+from temporalio.service import RPCError, RPCStatusCode
+
+from completer.backends.base import ActivityIds, Backend, Target
+from completer.errors import (
+    ActivityNotFound,
+    CompleterError,
+    ConfigurationError,
+    Conflict,
+    EngineTimeout,
+    EngineUnavailable,
+    InternalError,
+    InvalidRequest,
+)
+from completer.models import Action, ActivityError, CompletionRequest
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from completer.settings import Settings
+
+__all__ = ["TemporalBackend", "load_data_converter"]
+
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+
+# Temporal's answer to RespondActivityTaskCanceled before the workflow asked for it
+# (server 1.32: service/history/api/respondactivitytaskcanceled).
+_CANCEL_NOT_REQUESTED = "without activity being request canceled first"
+
+_NOT_AVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED}
+_TIMED_OUT = {RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+
+
+def load_data_converter(dotted: str | None) -> temporalio.converter.DataConverter:
+    """Import the data converter ``module:attribute`` names, or the SDK default.
+
+    Raises:
+        ConfigurationError: It cannot be imported or is not a DataConverter.
+    """
+    if dotted is None:
+        return temporalio.converter.DataConverter.default
+    module_name, _, attribute = dotted.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"COMPLETER_DATA_CONVERTER is invalid (got {dotted!r}): cannot import it ({exc})."
+        ) from exc
+    if callable(value) and not isinstance(value, temporalio.converter.DataConverter):
+        value = value()
+    if not isinstance(value, temporalio.converter.DataConverter):
+        raise ConfigurationError(
+            f"COMPLETER_DATA_CONVERTER is invalid (got {dotted!r}): it is a "
+            f"{type(value).__name__}, not a temporalio.converter.DataConverter."
+        )
+    return value
+
+
+def load_connect_config() -> dict[str, Any]:
+    """The ``Client.connect`` keyword arguments from Temporal's environment configuration.
+
+    Raises:
+        ConfigurationError: The profile or config file is wrong.
+    """
+    try:
+        config = temporalio.envconfig.ClientConfig.load_client_connect_config(
+            profile=os.environ.get("TEMPORAL_PROFILE") or None,
+        )
+    except Exception as exc:
+        raise ConfigurationError(
+            f"TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE / TEMPORAL_* are invalid: {exc}."
+        ) from exc
+    connect: dict[str, Any] = dict(config)
+    connect.setdefault("target_host", DEFAULT_ADDRESS)
+    connect.setdefault("namespace", DEFAULT_NAMESPACE)
+    return connect
+
+
+class TemporalBackend(Backend):
+    """Completes Temporal activities by task token or by workflow and activity IDs."""
+
+    name = "temporal"
+    token_format = "binary"  # noqa: S105 - not a secret
+    supports_ids = True
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.data_converter = load_data_converter(settings.data_converter)
+        self.connect_config = load_connect_config()
+        self._client: temporalio.client.Client | None = None
+        self._rpc_timeout = timedelta(seconds=settings.rpc_timeout_seconds)
+
+    @property
+    def client(self) -> temporalio.client.Client:
+        """The connected SDK client."""
+        if self._client is None:
+            raise InternalError("the Temporal client is not connected.")
+        return self._client
+
+    async def connect(self) -> None:
+        timeout_ms = int(self.settings.rpc_timeout_seconds * 1000)
+        self._client = await temporalio.client.Client.connect(
+            **self.connect_config,
+            data_converter=self.data_converter,
+            identity=self.settings.identity,
+            connect_timeout=self._rpc_timeout,
+            # Keep the SDK's retries of UNAVAILABLE inside our deadline.
+            retry_config=temporalio.service.RetryConfig(
+                max_elapsed_time_millis=timeout_ms, max_retries=5
+            ),
+        )
+
+    async def close(self) -> None:
+        # temporalio closes its channel when the client is dropped; nothing to await.
+        self._client = None
+
+    async def encoded_size(self, request: CompletionRequest) -> int:
+        values: list[Any]
+        if request.action is Action.COMPLETE:
+            values = [request.result]
+        elif request.action is Action.FAIL:
+            assert request.error is not None
+            values = [request.error.details] if request.error.details is not None else []
+            extra = len(request.error.message.encode()) + len((request.error.type or "").encode())
+            return extra + _payloads_size(await self.data_converter.encode(values))
+        else:
+            values = [request.details] if request.details is not None else []
+        return _payloads_size(await self.data_converter.encode(values))
+
+    def _handle(self, target: Target) -> temporalio.client.AsyncActivityHandle:
+        if isinstance(target, ActivityIds):
+            return self.client.get_async_activity_handle(
+                workflow_id=target.workflow_id,
+                run_id=target.run_id,
+                activity_id=target.activity_id,
+            )
+        if isinstance(target, str):
+            raise InvalidRequest("Temporal task tokens must be base64-encoded bytes.")
+        return self.client.get_async_activity_handle(task_token=target)
+
+    async def complete(self, target: Target, result: JsonValue) -> None:
+        await self._handle(target).complete(result, rpc_timeout=self._rpc_timeout)
+
+    async def fail(self, target: Target, error: ActivityError) -> None:
+        details = () if error.details is None else (error.details,)
+        await self._handle(target).fail(
+            temporalio.exceptions.ApplicationError(
+                error.message, *details, type=error.type, non_retryable=error.non_retryable
+            ),
+            rpc_timeout=self._rpc_timeout,
+        )
+
+    async def heartbeat(self, target: Target, details: JsonValue) -> bool:
+        args = () if details is None else (details,)
+        try:
+            await self._handle(target).heartbeat(*args, rpc_timeout=self._rpc_timeout)
+        except temporalio.client.AsyncActivityCancelledError as exc:
+            # Also raised for a paused or reset activity: only a real request counts.
+            return exc.details.cancel_requested if exc.details is not None else True
+        return False
+
+    async def cancel(self, target: Target, details: JsonValue) -> None:
+        args = () if details is None else (details,)
+        await self._handle(target).report_cancellation(*args, rpc_timeout=self._rpc_timeout)
+
+    def translate_error(self, exc: BaseException) -> CompleterError:
+        if isinstance(exc, CompleterError):
+            return exc
+        if isinstance(exc, RPCError):
+            return _translate_rpc_error(exc)
+        if isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
+            # temporalio raises RuntimeError("Failed client connect: ...") when unreachable.
+            return EngineUnavailable(
+                f"Temporal at {self.connect_config['target_host']} is unreachable."
+            )
+        return InternalError(f"unexpected error from Temporal ({type(exc).__name__}).")
+
+
+def _translate_rpc_error(exc: RPCError) -> CompleterError:
+    status, message = exc.status, exc.message
+    if status == RPCStatusCode.NOT_FOUND:
+        return ActivityNotFound(
+            "the activity is not waiting: unknown, already completed, timed out, or its "
+            "workflow is closed."
+        )
+    if status == RPCStatusCode.INVALID_ARGUMENT and _CANCEL_NOT_REQUESTED in message:
+        return Conflict("the workflow has not requested cancellation of this activity.")
+    if status == RPCStatusCode.FAILED_PRECONDITION:
+        return Conflict(f"the activity is not in a state for this action: {message}")
+    if status == RPCStatusCode.INVALID_ARGUMENT:
+        return InvalidRequest(f"Temporal refused the request: {message}")
+    if status in _NOT_AVAILABLE:
+        return EngineUnavailable(f"Temporal is unavailable: {message}")
+    if status in _TIMED_OUT:
+        return EngineTimeout("Temporal did not answer within the deadline; the outcome is unknown.")
+    if status == RPCStatusCode.UNKNOWN and "transport" in message.lower():
+        return EngineUnavailable("the connection to Temporal was lost.")
+    if status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
+        return InternalError(
+            f"Temporal refused the completer's credentials ({status.name}); check "
+            "TEMPORAL_API_KEY / TLS settings."
+        )
+    return InternalError(f"Temporal answered {status.name}.")
+
+
+def _payloads_size(payloads: list[Any]) -> int:
+    return sum(payload.ByteSize() for payload in payloads)

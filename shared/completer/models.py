@@ -1,0 +1,297 @@
+"""The completion request (CONTRACT §2) and its outcome (CONTRACT §3).
+
+Every trigger turns its event into a :class:`CompletionRequest` through
+:func:`parse_request` (a whole JSON request) or :meth:`CompletionRequest.build`
+(fields it took from attributes or metadata). Both raise only
+:class:`~completer.errors.InvalidRequest`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    model_validator,
+)
+
+from completer.errors import InvalidRequest
+
+__all__ = [
+    "Action",
+    "ActivityError",
+    "CompletionOutcome",
+    "CompletionRequest",
+    "Status",
+    "parse_request",
+]
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting accepted in a request; deeper JSON is refused, never recursed into."""
+
+
+class Action(StrEnum):
+    """What to do with the waiting activity."""
+
+    COMPLETE = "complete"
+    FAIL = "fail"
+    HEARTBEAT = "heartbeat"
+    CANCEL = "cancel"
+
+
+class Status(StrEnum):
+    """The success statuses of CONTRACT §3, one per action."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    HEARTBEAT_RECORDED = "heartbeat_recorded"
+    CANCELLED = "cancelled"
+
+
+STATUS_OF_ACTION: dict[Action, Status] = {
+    Action.COMPLETE: Status.COMPLETED,
+    Action.FAIL: Status.FAILED,
+    Action.HEARTBEAT: Status.HEARTBEAT_RECORDED,
+    Action.CANCEL: Status.CANCELLED,
+}
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, validate_by_name=True)
+
+
+def _alias(name: str, camel: str) -> AliasChoices:
+    return AliasChoices(name, camel)
+
+
+class ActivityError(BaseModel):
+    """The error that fails an activity (the ``error`` object of CONTRACT §2)."""
+
+    model_config = _STRICT
+
+    message: str = Field(min_length=1)
+    type: str | None = Field(default=None, min_length=1)
+    details: JsonValue = None
+    non_retryable: bool = Field(
+        default=False, validation_alias=_alias("non_retryable", "nonRetryable")
+    )
+
+    @model_validator(mode="after")
+    def _message_not_blank(self) -> Self:
+        if not self.message.strip():
+            raise ValueError("error.message must not be blank")
+        return self
+
+
+class CompletionRequest(BaseModel):
+    """One completion: which activity, what to do, and with what.
+
+    The activity is named by ``task_token`` or by ``workflow_id`` + ``activity_id``
+    (+ ``run_id``), never both. ``action`` is inferred when absent: ``fail`` when
+    ``error`` is given, else ``complete``.
+    """
+
+    model_config = _STRICT
+
+    task_token: str | None = Field(default=None, validation_alias=_alias("task_token", "taskToken"))
+    workflow_id: str | None = Field(
+        default=None, min_length=1, validation_alias=_alias("workflow_id", "workflowId")
+    )
+    run_id: str | None = Field(
+        default=None, min_length=1, validation_alias=_alias("run_id", "runId")
+    )
+    activity_id: str | None = Field(
+        default=None, min_length=1, validation_alias=_alias("activity_id", "activityId")
+    )
+    action: Action = Action.COMPLETE
+    result: JsonValue = None
+    error: ActivityError | None = None
+    details: JsonValue = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_action(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("action") is None:
+            data = dict(data)
+            data["action"] = Action.FAIL.value if data.get("error") is not None else "complete"
+        if isinstance(data, Mapping) and isinstance(data.get("action"), str):
+            # Strict mode takes an enum only as its member; accept its value from JSON too.
+            try:
+                data = {**data, "action": Action(data["action"])}
+            except ValueError:
+                raise ValueError(
+                    f"action must be one of {', '.join(a.value for a in Action)}"
+                ) from None
+        return data
+
+    @model_validator(mode="after")
+    def _check_target_and_fields(self) -> Self:
+        by_ids = self.workflow_id is not None or self.activity_id is not None
+        if self.task_token is not None and (by_ids or self.run_id is not None):
+            raise ValueError("give either task_token or workflow_id + activity_id, not both")
+        if self.task_token is None:
+            if not by_ids:
+                raise ValueError("name the activity: task_token, or workflow_id + activity_id")
+            if self.workflow_id is None or self.activity_id is None:
+                raise ValueError("workflow_id and activity_id must be given together")
+        elif not self.task_token.strip():
+            raise ValueError("task_token is empty")
+        given = self.model_fields_set
+        if self.action is Action.COMPLETE and self.error is not None:
+            raise ValueError("action 'complete' cannot carry an error; use 'fail' or drop 'error'")
+        if self.action is Action.FAIL and self.error is None:
+            raise ValueError("action 'fail' needs an error object with a message")
+        if self.action in (Action.HEARTBEAT, Action.CANCEL):
+            if self.error is not None or "result" in given:
+                raise ValueError(
+                    f"action '{self.action}' takes only 'details', not result or error"
+                )
+        elif "details" in given:
+            raise ValueError(f"action '{self.action}' does not take 'details'")
+        return self
+
+    @classmethod
+    def build(cls, fields: Mapping[str, Any]) -> CompletionRequest:
+        """Validate a request assembled by a trigger from attributes or metadata.
+
+        Raises:
+            InvalidRequest: The fields do not make a valid request.
+        """
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise InvalidRequest(describe_validation_error(exc)) from exc
+        except (RecursionError, TypeError, ValueError) as exc:
+            raise InvalidRequest("the request is not a valid completion request.") from exc
+
+    @property
+    def by_token(self) -> bool:
+        """True when the activity is named by its task token."""
+        return self.task_token is not None
+
+    def payload(self) -> JsonValue:
+        """The value the engine must encode for this action (result, error details or details)."""
+        if self.action is Action.COMPLETE:
+            return self.result
+        if self.action is Action.FAIL:
+            return self.error.details if self.error is not None else None
+        return self.details
+
+
+class CompletionOutcome(BaseModel):
+    """A successful completion: its status and, for heartbeats, whether cancellation is asked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Status
+    cancel_requested: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The HTTP success body: ``{"status": ...}`` (+ ``cancel_requested`` for heartbeats)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _depth_ok(text: str) -> bool:
+    # Cheap upper bound on nesting: count brackets outside strings, without recursion.
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
+
+
+def parse_json(raw: bytes | str, *, what: str = "the body") -> Any:
+    """Parse JSON text strictly (UTF-8, no NaN, bounded depth).
+
+    Raises:
+        InvalidRequest: ``raw`` is not UTF-8, not JSON, or nested too deep.
+    """
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"{what} is not UTF-8 text.") from exc
+    else:
+        text = raw
+    if not text.strip():
+        raise InvalidRequest(f"{what} is empty; expected a JSON object.")
+    if not _depth_ok(text):
+        raise InvalidRequest(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels.")
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"{what} is not valid JSON: {_json_reason(exc)}") from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}."
+    return f"{exc}."
+
+
+def parse_request(raw: bytes | str | Mapping[str, Any]) -> CompletionRequest:
+    """Parse a whole completion request (CONTRACT §2) from JSON text or a mapping.
+
+    Raises:
+        InvalidRequest: Anything about the input is wrong; the message says what.
+    """
+    data = raw if isinstance(raw, Mapping) else parse_json(raw)
+    if not isinstance(data, Mapping):
+        raise InvalidRequest("the request must be a JSON object.")
+    return CompletionRequest.build(data)
+
+
+_FIELD_NAMES = {
+    "taskToken": "task_token",
+    "workflowId": "workflow_id",
+    "runId": "run_id",
+    "activityId": "activity_id",
+    "nonRetryable": "non_retryable",
+}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One or more sentences saying what is wrong, never echoing the input (it may hold a token)."""
+    problems: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = ".".join(
+            _FIELD_NAMES.get(str(part), str(part))
+            for part in err["loc"]
+            if not isinstance(part, int) or err["type"] != "extra_forbidden"
+        )
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            problems.append(f"unknown field '{loc}'")
+        elif kind == "missing":
+            problems.append(f"'{loc}' is required")
+        elif kind == "value_error":
+            problems.append(str(err["msg"]).removeprefix("Value error, "))
+        elif loc:
+            problems.append(f"'{loc}': {err['msg'].lower()}")
+        else:
+            problems.append(str(err["msg"]))
+    return "invalid completion request: " + "; ".join(dict.fromkeys(problems)) + "."

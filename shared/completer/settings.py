@@ -1,0 +1,186 @@
+"""The configuration of CONTRACT §7, read once from the environment.
+
+Temporal's own variables (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``,
+``TEMPORAL_TLS*``, ``TEMPORAL_PROFILE``, ``TEMPORAL_CONFIG_FILE``) are read by
+``temporalio.envconfig`` in the Temporal backend, like every Temporal tool reads them; AWS
+variables by boto3. Everything else is here.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from functools import cache
+from typing import Annotated, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from completer.errors import ConfigurationError
+
+__all__ = ["Backend", "Settings", "get_settings"]
+
+Backend = Literal["temporal", "cadence", "stepfunctions"]
+
+MIB = 1024 * 1024
+DEFAULT_PAYLOAD_LIMITS: dict[str, int] = {
+    "temporal": 2 * MIB,
+    "cadence": 2 * MIB,
+    "stepfunctions": 262_144,
+}
+
+_TOPIC = re.compile(r"^projects/[^/\s]+/topics/[^/\s]+$")
+_DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every setting of the completer; build it with :func:`get_settings` (read once)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=True)
+
+    backend: Backend = Field(default="temporal", validation_alias=_env("COMPLETER_BACKEND"))
+    rpc_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, validation_alias=_env("COMPLETER_RPC_TIMEOUT_SECONDS")
+    )
+    max_body_bytes: int = Field(
+        default=3 * MIB, gt=0, validation_alias=_env("COMPLETER_MAX_BODY_BYTES")
+    )
+    max_payload_bytes_override: int | None = Field(
+        default=None, gt=0, validation_alias=_env("COMPLETER_MAX_PAYLOAD_BYTES")
+    )
+    signing_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(), validation_alias=_env("COMPLETER_SIGNING_SECRETS")
+    )
+    signature_tolerance_seconds: int = Field(
+        default=300, ge=0, validation_alias=_env("COMPLETER_SIGNATURE_TOLERANCE_SECONDS")
+    )
+    link_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("COMPLETER_LINK_SECRET")
+    )
+    dead_letter_topic: str | None = Field(
+        default=None, validation_alias=_env("COMPLETER_DEAD_LETTER_TOPIC")
+    )
+    s3_inline_max_bytes: int = Field(
+        default=262_144, ge=0, validation_alias=_env("COMPLETER_S3_INLINE_MAX_BYTES")
+    )
+    identity: str = Field(
+        default_factory=lambda: f"activity-completer@{socket.gethostname()}",
+        min_length=1,
+        validation_alias=_env("COMPLETER_IDENTITY"),
+    )
+    data_converter: str | None = Field(
+        default=None, validation_alias=_env("COMPLETER_DATA_CONVERTER")
+    )
+    cadence_address: str = Field(
+        default="localhost:7833", min_length=1, validation_alias=_env("CADENCE_ADDRESS")
+    )
+    cadence_domain: str | None = Field(default=None, validation_alias=_env("CADENCE_DOMAIN"))
+
+    @field_validator("signing_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            secrets = tuple(value.split())
+            for secret in secrets:
+                if not secret.startswith("whsec_") or len(secret) <= len("whsec_"):
+                    raise ValueError("each secret must start with 'whsec_' (Standard Webhooks)")
+            return secrets
+        return value
+
+    @field_validator(
+        "link_secret", "dead_letter_topic", "data_converter", "cadence_domain", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("dead_letter_topic")
+    @classmethod
+    def _topic_path(cls, value: str | None) -> str | None:
+        if value is not None and not _TOPIC.match(value):
+            raise ValueError("must look like projects/<project>/topics/<topic>")
+        return value
+
+    @field_validator("data_converter")
+    @classmethod
+    def _dotted_path(cls, value: str | None) -> str | None:
+        if value is not None and not _DOTTED.match(value):
+            raise ValueError("must be 'module:attribute', e.g. 'myapp.codec:data_converter'")
+        return value
+
+    @field_validator("link_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters of random text")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> Settings:
+        if self.backend == "cadence" and self.cadence_domain is None:
+            raise ValueError("CADENCE_DOMAIN is required when COMPLETER_BACKEND is 'cadence'")
+        return self
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The encoded result/details limit: the override, else the backend's default."""
+        if self.max_payload_bytes_override is not None:
+            return self.max_payload_bytes_override
+        return DEFAULT_PAYLOAD_LIMITS[self.backend]
+
+    @property
+    def signing_secret_values(self) -> tuple[str, ...]:
+        """The raw webhook secrets, for the verifier only."""
+        return tuple(secret.get_secret_value() for secret in self.signing_secrets)
+
+
+_ENV_NAMES = {
+    name: str(field.validation_alias.choices[0])
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.validation_alias, AliasChoices)
+}
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment now.
+
+    Raises:
+        ConfigurationError: A value is wrong; the message names the variable.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    sentences = []
+    for err in exc.errors(include_url=False, include_context=False):
+        loc = err["loc"][0] if err["loc"] else ""
+        variable = _ENV_NAMES.get(str(loc), str(loc))
+        reason = str(err["msg"]).removeprefix("Value error, ")
+        if not variable:
+            sentences.append(f"Invalid configuration: {reason}.")
+            continue
+        shown = "" if "SECRET" in variable or "KEY" in variable else f" (got {err['input']!r})"
+        sentences.append(f"{variable} is invalid{shown}: {reason}.")
+    return " ".join(sentences)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return load_settings()
