@@ -97,7 +97,9 @@ async def test_fail_defaults_retryable_without_type(client, waiting: WaitingActi
     await run(client, task_token=waiting.token_b64, action="fail", error={"message": "boom"})
     with pytest.raises(WorkflowFailureError) as info:
         await waiting.handle.result()
-    cause = info.value.cause.cause
+    activity_error = info.value.cause
+    assert isinstance(activity_error, TemporalActivityError)
+    cause = activity_error.cause
     assert isinstance(cause, ApplicationError)
     assert (cause.message, cause.type, cause.non_retryable, cause.details) == (
         "boom",

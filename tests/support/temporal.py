@@ -34,6 +34,7 @@ _TOKENS: dict[str, bytes] = {}
 async def wait_for_completion() -> Any:
     """Hand out the task token and return pending: someone outside completes us."""
     info = activity.info()
+    assert info.workflow_id is not None
     _TOKENS[info.workflow_id] = info.task_token
     activity.raise_complete_async()
 
