@@ -215,3 +215,7 @@ def cancel(
             "details": _read_value(details, None, what="details"),
         }
     )
+
+
+if __name__ == "__main__":
+    main()

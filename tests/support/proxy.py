@@ -78,6 +78,10 @@ class TcpProxy:
         self._loop.call_soon_threadsafe(close_all)
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            self._loop.close()
+            return
+
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
@@ -88,6 +92,8 @@ class TcpProxy:
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> Self:
         return self.start()

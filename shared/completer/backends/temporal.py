@@ -14,6 +14,7 @@ import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import temporalio.api.common.v1
 import temporalio.client
 import temporalio.converter
 import temporalio.envconfig
@@ -69,8 +70,6 @@ def load_data_converter(dotted: str | None) -> temporalio.converter.DataConverte
         raise ConfigurationError(
             f"COMPLETER_DATA_CONVERTER is invalid (got {dotted!r}): cannot import it ({exc})."
         ) from exc
-    if callable(value) and not isinstance(value, temporalio.converter.DataConverter):
-        value = value()
     if not isinstance(value, temporalio.converter.DataConverter):
         raise ConfigurationError(
             f"COMPLETER_DATA_CONVERTER is invalid (got {dotted!r}): it is a "
@@ -227,4 +226,5 @@ def _translate_rpc_error(exc: RPCError) -> CompleterError:
 
 
 def _payloads_size(payloads: list[Any]) -> int:
-    return sum(payload.ByteSize() for payload in payloads)
+    # The server measures the Payloads message (with its framing) against its blob limit.
+    return int(temporalio.api.common.v1.Payloads(payloads=payloads).ByteSize())

@@ -1,0 +1,245 @@
+"""The completion request of CONTRACT §2: every rule, and nothing but invalid_request escapes."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from completer.backends.base import ActivityIds
+from completer.backends.temporal import TemporalBackend
+from completer.errors import InvalidRequest
+from completer.models import Action, CompletionRequest, parse_request
+from completer.settings import Settings
+from completer.tokens import MAX_TOKEN_BYTES, decode_token, encode_token, token_fingerprint
+
+TOKEN = base64.b64encode(b"\x0a\x24binary-token\xff\xfe").decode()
+
+
+def req(**fields: Any) -> CompletionRequest:
+    return parse_request(json.dumps(fields).encode())
+
+
+def refused(raw: Any) -> str:
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(raw if isinstance(raw, bytes | str) else json.dumps(raw).encode())
+    return info.value.message
+
+
+class TestTarget:
+    def test_token_form(self):
+        r = req(task_token=TOKEN, result=1)
+        assert r.by_token
+        assert r.task_token == TOKEN
+        assert r.action is Action.COMPLETE
+
+    def test_id_form_with_and_without_run_id(self):
+        r = req(workflow_id="w", activity_id="a")
+        assert (r.workflow_id, r.activity_id, r.run_id) == ("w", "a", None)
+        assert req(workflow_id="w", activity_id="a", run_id="r").run_id == "r"
+
+    def test_camel_case_aliases(self):
+        r = req(workflowId="w", activityId="a", runId="r")
+        assert (r.workflow_id, r.activity_id, r.run_id) == ("w", "a", "r")
+        assert req(taskToken=TOKEN).task_token == TOKEN
+        r = req(taskToken=TOKEN, error={"message": "m", "nonRetryable": True})
+        assert r.error is not None
+        assert r.error.non_retryable is True
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {},
+            {"result": 1},
+            {"task_token": TOKEN, "workflow_id": "w", "activity_id": "a"},
+            {"task_token": TOKEN, "run_id": "r"},
+            {"workflow_id": "w"},
+            {"activity_id": "a"},
+            {"workflow_id": "", "activity_id": "a"},
+            {"task_token": ""},
+            {"task_token": "   "},
+            {"task_token": 123},
+            {"task_token": None},
+        ],
+    )
+    def test_exactly_one_form(self, fields):
+        refused(fields)
+
+
+class TestAction:
+    def test_inferred_complete_and_fail(self):
+        assert req(task_token=TOKEN).action is Action.COMPLETE
+        r = req(task_token=TOKEN, result="ignored", error={"message": "no"})
+        assert r.action is Action.FAIL
+        assert req(task_token=TOKEN, error=None, result=2).action is Action.COMPLETE
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"action": "complete", "error": {"message": "x"}},
+            {"action": "fail"},
+            {"action": "fail", "error": None},
+            {"action": "heartbeat", "result": 1},
+            {"action": "heartbeat", "error": {"message": "x"}},
+            {"action": "cancel", "result": 1},
+            {"action": "complete", "details": 1},
+            {"action": "finish"},
+            {"action": 1},
+        ],
+    )
+    def test_contradictions_are_refused(self, fields):
+        refused({"task_token": TOKEN, **fields})
+
+    def test_heartbeat_and_cancel_take_details(self):
+        r = req(task_token=TOKEN, action="heartbeat", details={"p": 1})
+        assert r.payload() == {"p": 1}
+        assert req(task_token=TOKEN, action="cancel").payload() is None
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            {},
+            {"message": ""},
+            {"message": "  "},
+            {"message": 1},
+            {"message": "m", "mesage": "x"},
+            {"message": "m", "non_retryable": "yes"},
+            {"message": "m", "type": ""},
+            "boom",
+        ],
+    )
+    def test_bad_error_objects(self, error):
+        refused({"task_token": TOKEN, "error": error})
+
+
+class TestStrictness:
+    @pytest.mark.parametrize("field", ["reslt", "taskTokens", "status", "Result"])
+    def test_unknown_fields(self, field):
+        message = refused({"task_token": TOKEN, field: 1})
+        assert f"unknown field '{field}'" in message
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"",
+            b"   ",
+            b"{",
+            b"[1]",
+            b'"x"',
+            b"null",
+            b"\xff\xfe{}",
+            b'{"result": NaN, "task_token": "x"}',
+            b"{" * 10_000,
+            b"[" * 100 + b"]" * 100,
+        ],
+    )
+    def test_malformed_bodies(self, raw):
+        refused(raw)
+
+    def test_deep_nesting_inside_result(self):
+        deep = '{{"task_token": "{}", "result": {}}}'.format(TOKEN, "[" * 65 + "]" * 65)
+        assert "nested deeper" in refused(deep)
+        ok = '{{"task_token": "{}", "result": {}}}'.format(TOKEN, "[" * 60 + "]" * 60)
+        parse_request(ok)
+
+    def test_messages_never_echo_the_token(self):
+        secret = "c2VjcmV0LXRva2Vu"
+        for fields in (
+            {"task_token": secret, "workflow_id": "w", "activity_id": "a"},
+            {"task_token": secret, "reslt": 1},
+            {"task_token": [secret]},
+        ):
+            assert secret not in refused(fields)
+
+
+class TestTokens:
+    backend = TemporalBackend(Settings(COMPLETER_BACKEND="temporal"))
+
+    def resolve(self, token: str) -> Any:
+        return self.backend.resolve_target(req(task_token=token))
+
+    def test_alphabets_and_padding(self):
+        raw = bytes(range(256))
+        for text in (
+            base64.b64encode(raw).decode(),
+            base64.urlsafe_b64encode(raw).decode(),
+            encode_token(raw),
+            encode_token(raw, urlsafe=False).rstrip("="),
+        ):
+            assert self.resolve(text) == raw
+
+    @pytest.mark.parametrize("token", ["not base64!", "abcde", "a", "====", "ab$d"])
+    def test_undecodable(self, token):
+        with pytest.raises(InvalidRequest):
+            self.resolve(token)
+
+    def test_size_bound(self):
+        assert self.resolve(encode_token(b"x" * MAX_TOKEN_BYTES)) == b"x" * MAX_TOKEN_BYTES
+        with pytest.raises(InvalidRequest, match="over 8192 bytes"):
+            self.resolve(encode_token(b"x" * (MAX_TOKEN_BYTES + 1)))
+        with pytest.raises(InvalidRequest):
+            self.resolve("A" * 1_000_000)
+
+    def test_ids_resolve(self):
+        target = self.backend.resolve_target(req(workflow_id="w", activity_id="a", run_id="r"))
+        assert target == ActivityIds("w", "a", "r")
+
+    def test_fingerprint_is_short_and_stable(self):
+        assert token_fingerprint(TOKEN) == token_fingerprint(TOKEN)
+        assert len(token_fingerprint(TOKEN)) == 12
+        assert TOKEN not in token_fingerprint(TOKEN)
+        assert decode_token(encode_token(b"abc")) == b"abc"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+fields = st.sampled_from(
+    [
+        "task_token",
+        "taskToken",
+        "workflow_id",
+        "activity_id",
+        "run_id",
+        "action",
+        "result",
+        "error",
+        "details",
+        "message",
+        "reslt",
+        "nonRetryable",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_parse_or_invalid_request(raw: bytes):
+    with contextlib.suppress(InvalidRequest):
+        parse_request(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(fields, json_values | st.dictionaries(fields, json_values), max_size=6))
+def test_any_object_parses_or_invalid_request(obj: dict[str, Any]):
+    backend = TestTokens.backend
+    for raw in (obj, json.dumps(obj)):
+        try:
+            request = parse_request(raw)
+            backend.resolve_target(request)
+        except InvalidRequest:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_parses_or_invalid_request(text: str):
+    with contextlib.suppress(InvalidRequest):
+        parse_request(text)
