@@ -1,0 +1,147 @@
+"""Signed, expiring, action-scoped completion links (the activity side of approvals by e-mail).
+
+An activity that waits for a person creates one link per choice ("approve" with a preset
+result, "reject" with a preset error) and sends them. The HTTP function, configured with
+the same ``COMPLETER_LINK_SECRET``, shows a confirmation page on GET (mail scanners
+prefetch links, so a GET never completes anything) and completes on the page's POST.
+
+Format: ``<base_url>?choice=<label>&link=<sealed>``. ``sealed`` is a Fernet token
+(AES-128-CBC + HMAC-SHA256, from ``cryptography``) under a key derived with HKDF-SHA256
+from the link secret. It holds the task token (or IDs), the action with its preset
+result or error, the choice label and the expiry, so a forwarded or logged link reveals
+nothing but a link that expires. The visible ``choice`` must match the sealed one.
+A link completes at most once: after its first use the activity is no longer waiting
+and the engine answers ``activity_not_found``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from completer.errors import InvalidRequest, Unauthorized
+from completer.models import CompletionRequest
+
+__all__ = ["DEFAULT_LINK_TTL_SECONDS", "OpenedLink", "create_link", "open_link"]
+
+DEFAULT_LINK_TTL_SECONDS = 7 * 24 * 3600
+LINK_PARAM = "link"
+CHOICE_PARAM = "choice"
+_HKDF_INFO = b"activity-completer completion link v1"
+_VERSION = 1
+
+
+def _fernet(secret: str) -> Fernet:
+    if len(secret) < 32:
+        raise ValueError("the link secret must be at least 32 characters")
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
+        secret.encode("utf-8")
+    )
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+@dataclass(frozen=True)
+class OpenedLink:
+    """A verified link: the completion it carries and what to show the person."""
+
+    request: CompletionRequest
+    choice: str
+    expires_at: int
+
+
+def create_link(
+    base_url: str,
+    *,
+    secret: str,
+    choice: str,
+    task_token: str | None = None,
+    workflow_id: str | None = None,
+    activity_id: str | None = None,
+    run_id: str | None = None,
+    result: Any = None,
+    error: dict[str, Any] | None = None,
+    ttl_seconds: int = DEFAULT_LINK_TTL_SECONDS,
+    now: float | None = None,
+) -> str:
+    """Create a completion link for one choice.
+
+    Args:
+        base_url: The HTTP function's URL.
+        secret: ``COMPLETER_LINK_SECRET`` of that function (at least 32 characters).
+        choice: A short label shown to the person and in the URL, e.g. ``"approve"``.
+        task_token: The activity's token (base64 for Temporal/Cadence), or give the IDs.
+        workflow_id: With ``activity_id`` (+ ``run_id``), instead of a token.
+        activity_id: See ``workflow_id``.
+        run_id: See ``workflow_id``.
+        result: The result the link completes with.
+        error: An error object (``{"message": ..., "type": ...}``): the link fails the
+            activity instead.
+        ttl_seconds: How long the link works.
+        now: The current time (for tests).
+
+    Returns:
+        The URL to send.
+
+    Raises:
+        InvalidRequest: The preset completion is not a valid request.
+    """
+    fields: dict[str, Any] = {
+        "task_token": task_token,
+        "workflow_id": workflow_id,
+        "activity_id": activity_id,
+        "run_id": run_id,
+    }
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if error is not None:
+        fields["error"] = error
+    else:
+        fields["result"] = result
+    CompletionRequest.build(fields)  # refuse a bad link now, not when a person clicks it
+    issued = int(time.time() if now is None else now)
+    body = {"v": _VERSION, "c": choice, "x": issued + ttl_seconds, "r": fields}
+    sealed = _fernet(secret).encrypt_at_time(
+        json.dumps(body, separators=(",", ":")).encode(), issued
+    )
+    scheme, netloc, path, query, _ = urlsplit(base_url)
+    extra = urlencode({CHOICE_PARAM: choice, LINK_PARAM: sealed.decode("ascii")})
+    return urlunsplit((scheme, netloc, path, f"{query}&{extra}" if query else extra, ""))
+
+
+def open_link(
+    sealed: str, *, secret: str, choice: str | None = None, now: float | None = None
+) -> OpenedLink:
+    """Verify and open a link's sealed part.
+
+    Raises:
+        Unauthorized: The link was tampered with, made with another secret, expired, or
+            its visible choice does not match the sealed one.
+        InvalidRequest: The sealed completion is not a valid request.
+    """
+    current = time.time() if now is None else now
+    try:
+        raw = _fernet(secret).decrypt_at_time(sealed, ttl=10**9, current_time=int(current))
+        body = json.loads(raw)
+    except (InvalidToken, ValueError, TypeError) as exc:
+        raise Unauthorized("this link is not valid: it was altered or not issued here.") from exc
+    if not isinstance(body, dict) or body.get("v") != _VERSION:
+        raise Unauthorized("this link is not valid: unknown link version.")
+    expires_at = int(body.get("x", 0))
+    if current > expires_at:
+        raise Unauthorized("this link has expired; ask for a new one.")
+    sealed_choice = str(body.get("c", ""))
+    if choice is not None and choice != sealed_choice:
+        raise Unauthorized("this link is not valid for that choice.")
+    fields = body.get("r")
+    if not isinstance(fields, dict):
+        raise InvalidRequest("this link carries no completion.")
+    return OpenedLink(
+        request=CompletionRequest.build(fields), choice=sealed_choice, expires_at=expires_at
+    )
