@@ -1,0 +1,1 @@
+"""Trigger events to completion requests: one pure module per trigger (http, pubsub, s3)."""

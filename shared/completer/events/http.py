@@ -1,0 +1,297 @@
+"""HTTP requests to completion requests and back (CONTRACT §4).
+
+:class:`HttpCompleter` carries one request through the checks in the order the contract
+gives them, each before anything later is read or parsed::
+
+    method (405) -> media type (415) -> body limit (413) -> signature (401)
+    -> completion request (400) -> completion client -> status and JSON body
+
+It takes a werkzeug request (what functions-framework hands a function) and returns an
+:class:`HttpAnswer`; the function only turns that into its framework's response.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from completer.client import describe_activity
+from completer.errors import (
+    CompleterError,
+    ConfigurationError,
+    EngineUnavailable,
+    InternalError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from completer.models import CompletionOutcome, CompletionRequest, parse_request
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from werkzeug.wrappers import Request
+
+    from completer.settings import Settings
+
+__all__ = ["Completer", "HttpAnswer", "HttpCompleter", "SignatureVerifier", "request_id_of"]
+
+logger = logging.getLogger("completer.http")
+
+# RFC 9110 §15.5.6: a 405 answer lists the methods the resource supports.
+ALLOWED_METHODS = "POST"
+# RFC 8259 §11: the JSON media type; a charset parameter is tolerated (CONTRACT §4).
+JSON_MEDIA_TYPE = "application/json"
+# Standard Webhooks specification, "Signature scheme": the three headers a sender sets.
+WEBHOOK_ID = "webhook-id"
+WEBHOOK_TIMESTAMP = "webhook-timestamp"
+WEBHOOK_SIGNATURE = "webhook-signature"
+# Cloud Run / Cloud Functions trace header: "TRACE_ID/SPAN_ID;o=OPTIONS".
+CLOUD_TRACE_HEADER = "x-cloud-trace-context"
+# W3C Trace Context: "version-traceid-parentid-flags".
+TRACEPARENT_HEADER = "traceparent"
+
+_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{1,64})(?:/|$)")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_UNIX_SECONDS = re.compile(r"^[0-9]{1,12}$")
+_READ_CHUNK = 64 * 1024
+
+
+class Completer(Protocol):
+    """What the HTTP function needs from a completion client (the sync face)."""
+
+    def execute(self, request: CompletionRequest) -> CompletionOutcome:
+        """Carry out one completion request."""
+        ...
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """The HTTP answer to one request: status, JSON body and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_error(cls, error: CompleterError) -> HttpAnswer:
+        """The contract's answer to an error; 503 carries ``Retry-After``, 405 ``Allow``."""
+        headers: dict[str, str] = {}
+        if isinstance(error, EngineUnavailable):
+            headers["Retry-After"] = str(error.retry_after)
+        if isinstance(error, MethodNotAllowed):
+            headers["Allow"] = ALLOWED_METHODS
+        return cls(error.http_status, error.to_dict(), headers)
+
+    @classmethod
+    def of_outcome(cls, outcome: CompletionOutcome) -> HttpAnswer:
+        """The 200 answer to a successful completion."""
+        return cls(200, outcome.to_dict())
+
+    def json(self) -> str:
+        """The body as JSON text."""
+        return json.dumps(self.body, ensure_ascii=False)
+
+
+class _Webhook(Webhook):
+    # The library hardcodes a 5-minute tolerance; SignatureVerifier checks the configured
+    # one first, so the library only parses the (already validated) timestamp here.
+    def _Webhook__verify_timestamp(self, timestamp_header: str) -> datetime:  # noqa: N802 - overrides the library's name-mangled method
+        return datetime.fromtimestamp(int(timestamp_header), tz=UTC)
+
+
+class SignatureVerifier:
+    """Verifies Standard Webhooks signatures against one or more secrets (for rotation).
+
+    The HMAC-SHA256 over ``id.timestamp.body`` and its constant-time comparison are the
+    ``standardwebhooks`` library's; the timestamp tolerance is checked here, in both
+    directions, because the library fixes it at 5 minutes.
+    """
+
+    def __init__(self, secrets: Sequence[str], *, tolerance_seconds: int) -> None:
+        """Build one verifier per secret.
+
+        Raises:
+            ConfigurationError: A secret is not ``whsec_`` followed by base64.
+        """
+        self.tolerance_seconds = tolerance_seconds
+        self._webhooks: list[_Webhook] = []
+        for number, secret in enumerate(secrets, start=1):
+            try:
+                self._webhooks.append(_Webhook(secret))
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"COMPLETER_SIGNING_SECRETS is invalid: secret number {number} is not "
+                    "'whsec_' followed by base64."
+                ) from exc
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SignatureVerifier | None:
+        """The verifier the settings ask for, or None when no secret is set."""
+        if not settings.signing_secrets:
+            return None
+        return cls(
+            settings.signing_secret_values,
+            tolerance_seconds=settings.signature_tolerance_seconds,
+        )
+
+    def verify(self, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> None:
+        """Check that one of the secrets signed ``body`` with these headers, recently.
+
+        Args:
+            body: The raw body, exactly as received.
+            headers: The request headers, names in lower case.
+            now: The current Unix time (for tests); defaults to the clock.
+
+        Raises:
+            Unauthorized: Headers missing or malformed, timestamp outside the tolerance,
+                or no signature matches.
+        """
+        message_id = headers.get(WEBHOOK_ID, "")
+        timestamp = headers.get(WEBHOOK_TIMESTAMP, "")
+        signatures = headers.get(WEBHOOK_SIGNATURE, "")
+        if not (message_id and timestamp and signatures):
+            raise Unauthorized(
+                "the request is not signed: send the Standard Webhooks headers "
+                f"{WEBHOOK_ID}, {WEBHOOK_TIMESTAMP} and {WEBHOOK_SIGNATURE}."
+            )
+        if not _UNIX_SECONDS.match(timestamp):
+            raise Unauthorized(f"{WEBHOOK_TIMESTAMP} must be a Unix time in whole seconds.")
+        skew = int(timestamp) - (time.time() if now is None else now)
+        if abs(skew) > self.tolerance_seconds:
+            direction = "ahead of" if skew > 0 else "behind"
+            raise Unauthorized(
+                f"{WEBHOOK_TIMESTAMP} is {abs(skew):.0f} s {direction} this server's clock, "
+                f"outside the {self.tolerance_seconds} s tolerance."
+            )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unauthorized(
+                "the body is not UTF-8 text, so its signature cannot be verified."
+            ) from None
+        signed = {
+            WEBHOOK_ID: message_id,
+            WEBHOOK_TIMESTAMP: timestamp,
+            WEBHOOK_SIGNATURE: signatures,
+        }
+        for webhook in self._webhooks:
+            try:
+                webhook.verify(text, signed, json_parse=False)
+            except (WebhookVerificationError, ValueError):
+                # ValueError: a malformed "v1,<base64>" entry; it simply does not match.
+                continue
+            return
+        raise Unauthorized(f"no {WEBHOOK_SIGNATURE} matches the body with a configured secret.")
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    """The trace id a request carries (Cloud trace header or W3C traceparent), else a new id.
+
+    Args:
+        headers: The request headers, names in lower case.
+    """
+    cloud = _CLOUD_TRACE.match(headers.get(CLOUD_TRACE_HEADER, ""))
+    if cloud:
+        return cloud.group(1).lower()
+    parent = _TRACEPARENT.match(headers.get(TRACEPARENT_HEADER, "").strip().lower())
+    if parent:
+        return parent.group(1)
+    return uuid.uuid4().hex
+
+
+class HttpCompleter:
+    """The HTTP function's logic over one completion client and one set of settings.
+
+    Build it once per process; :meth:`handle` is safe to call from many threads.
+    """
+
+    def __init__(self, client: Completer, *, settings: Settings) -> None:
+        """Bind the client and settings and build the signature verifier.
+
+        Raises:
+            ConfigurationError: A signing secret is malformed.
+        """
+        self.client = client
+        self.settings = settings
+        self.verifier = SignatureVerifier.from_settings(settings)
+
+    def handle(self, request: Request) -> HttpAnswer:
+        """Answer one HTTP request; never raises, every outcome becomes an answer."""
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        request_id = request_id_of(headers)
+        fields: dict[str, Any] = {"request_id": request_id, "method": request.method}
+        started: float | None = None
+        try:
+            completion = self._completion_request(request, headers)
+            fields.update(activity=describe_activity(completion), action=completion.action.value)
+            started = time.perf_counter()
+            answer = HttpAnswer.of_outcome(self.client.execute(completion))
+        except CompleterError as exc:
+            answer = HttpAnswer.of_error(exc)
+            fields["outcome"] = exc.code
+        except Exception as exc:  # noqa: BLE001 - the contract answers anything unexpected with 500
+            # Anything unexpected is `internal`; only its type is logged (messages may quote input).
+            answer = HttpAnswer.of_error(InternalError("an unexpected error occurred; retry."))
+            fields.update(outcome="internal", error_type=type(exc).__name__)
+        else:
+            fields["outcome"] = answer.body["status"]
+        if started is not None:
+            fields["engine_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        fields["status"] = answer.status
+        level = logging.INFO if answer.status < 500 else logging.WARNING
+        if answer.status == 500:
+            level = logging.ERROR
+        logger.log(level, "completion request answered", extra={"completer": fields})
+        return answer
+
+    def _completion_request(
+        self, request: Request, headers: Mapping[str, str]
+    ) -> CompletionRequest:
+        if request.method != "POST":
+            raise MethodNotAllowed(f"use POST, not {request.method}.")
+        if request.mimetype != JSON_MEDIA_TYPE:
+            shown = request.mimetype or "none"
+            raise UnsupportedMediaType(f"send Content-Type: {JSON_MEDIA_TYPE} (got {shown}).")
+        body = self._read_body(request)
+        if self.verifier is not None:
+            self.verifier.verify(body, headers)
+        return parse_request(body)
+
+    def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_large = PayloadTooLarge(f"the body is over the {limit}-byte limit.")
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            _discard_unread(request)
+            raise too_large
+        stream = request.stream
+        chunks: list[bytes] = []
+        size = 0
+        # Read at most limit + 1 bytes whatever the headers said (chunked bodies have none).
+        while size <= limit:
+            chunk = stream.read(min(_READ_CHUNK, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            _discard_unread(request)
+            raise too_large
+        return b"".join(chunks)
+
+
+def _discard_unread(request: Request) -> None:
+    # functions-framework reads the rest of every body after the view (get_data()); an
+    # empty stream keeps a refused body from being buffered. The server drains or closes.
+    request.stream = io.BytesIO()
