@@ -1,0 +1,28 @@
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+# Secrets are created and filled outside Terraform (gcloud secrets create / versions add),
+# so their values never enter variables or state; the module only grants access to them.
+module "completer" {
+  source = "../../modules/gcp-functions"
+
+  project_id  = var.project_id
+  region      = var.region
+  name_prefix = var.name_prefix
+  labels      = { app = "activity-completer" }
+
+  backend = "temporal"
+  environment_variables = {
+    TEMPORAL_ADDRESS   = var.temporal_address
+    TEMPORAL_NAMESPACE = var.temporal_namespace
+  }
+
+  http_source_archive  = "${path.root}/../../../dist/gcp-http.zip"
+  http_invoker_members = var.http_invoker_members
+  http_secrets         = { for name, secret in var.http_secrets : name => { secret = secret } }
+
+  pubsub_source_archive = "${path.root}/../../../dist/gcp-pubsub.zip"
+  pubsub_secrets        = { for name, secret in var.pubsub_secrets : name => { secret = secret } }
+}

@@ -1,0 +1,45 @@
+variable "project_id" {
+  type        = string
+  description = "The project to deploy into."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions."
+  default     = "europe-west1"
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name."
+  default     = "activity-completer"
+}
+
+variable "temporal_address" {
+  type        = string
+  description = "TEMPORAL_ADDRESS, e.g. <namespace>.<account>.tmprl.cloud:7233."
+}
+
+variable "temporal_namespace" {
+  type        = string
+  description = "TEMPORAL_NAMESPACE."
+  default     = "default"
+}
+
+variable "http_invoker_members" {
+  type        = list(string)
+  description = "Principals that may call the HTTP function, e.g. [\"serviceAccount:caller@my-project.iam.gserviceaccount.com\"]."
+  default     = []
+}
+
+variable "http_secrets" {
+  type        = map(string)
+  description = "Setting name => Secret Manager secret id for the HTTP function, e.g. { TEMPORAL_API_KEY = \"temporal-api-key\" }."
+  default     = {}
+}
+
+variable "pubsub_secrets" {
+  type        = map(string)
+  description = "Setting name => Secret Manager secret id for the Pub/Sub function."
+  default     = {}
+}

@@ -1,0 +1,286 @@
+locals {
+  source_bucket = coalesce(var.source_bucket_name, "${var.project_id}-${var.name_prefix}-source")
+
+  topic_id = var.create_topic ? google_pubsub_topic.this[0].id : var.topic_id
+  dead_letter_topic_id = (
+    var.create_dead_letter_topic ? google_pubsub_topic.dead_letter[0].id : var.dead_letter_topic_id
+  )
+
+  common_environment = merge(var.environment_variables, {
+    COMPLETER_BACKEND = var.backend
+  })
+  pubsub_environment = merge(
+    local.common_environment,
+    local.dead_letter_topic_id == null ? {} : { COMPLETER_DEAD_LETTER_TOPIC = local.dead_letter_topic_id },
+  )
+
+  # One accessor grant per (function, secret) so each identity reads only its own secrets.
+  http_secret_grants = var.create_http_function ? {
+    for name, ref in var.http_secrets : name => ref.secret
+  } : {}
+  pubsub_secret_grants = var.create_pubsub_function ? {
+    for name, ref in var.pubsub_secrets : name => ref.secret
+  } : {}
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+# --- Source archives -------------------------------------------------------------------
+
+resource "google_storage_bucket" "source" {
+  count = var.create_source_bucket ? 1 : 0
+
+  project                     = var.project_id
+  name                        = local.source_bucket
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  #checkov:skip=CKV_GCP_62:Access logs of a bucket holding only build inputs add cost without value; Cloud Audit Logs record access.
+}
+
+resource "google_storage_bucket_object" "http" {
+  count = var.create_http_function ? 1 : 0
+
+  # The content hash in the name makes a new archive redeploy the function.
+  name   = "gcp-http-${filemd5(var.http_source_archive)}.zip"
+  bucket = var.create_source_bucket ? google_storage_bucket.source[0].name : local.source_bucket
+  source = var.http_source_archive
+}
+
+resource "google_storage_bucket_object" "pubsub" {
+  count = var.create_pubsub_function ? 1 : 0
+
+  name   = "gcp-pubsub-${filemd5(var.pubsub_source_archive)}.zip"
+  bucket = var.create_source_bucket ? google_storage_bucket.source[0].name : local.source_bucket
+  source = var.pubsub_source_archive
+}
+
+# --- Identities --------------------------------------------------------------------------
+
+resource "google_service_account" "http" {
+  count = var.create_http_function ? 1 : 0
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-http"
+  display_name = "activity-completer HTTP function"
+  description  = "Runs the HTTP completion function; reads only its own secrets."
+}
+
+resource "google_service_account" "pubsub" {
+  count = var.create_pubsub_function ? 1 : 0
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-pubsub"
+  display_name = "activity-completer Pub/Sub function"
+  description  = "Runs the Pub/Sub completion function; publishes only to the dead-letter topic."
+}
+
+resource "google_service_account" "pubsub_trigger" {
+  count = var.create_pubsub_function ? 1 : 0
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-trigger"
+  display_name = "activity-completer Eventarc trigger"
+  description  = "Identity Eventarc pushes Pub/Sub messages with; may invoke only the Pub/Sub function."
+}
+
+resource "google_secret_manager_secret_iam_member" "http" {
+  for_each = local.http_secret_grants
+
+  project   = var.project_id
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.http[0].member
+}
+
+resource "google_secret_manager_secret_iam_member" "pubsub" {
+  for_each = local.pubsub_secret_grants
+
+  project   = var.project_id
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.pubsub[0].member
+}
+
+# --- Topics ------------------------------------------------------------------------------
+
+resource "google_pubsub_topic" "this" {
+  count = var.create_pubsub_function && var.create_topic ? 1 : 0
+
+  project                    = var.project_id
+  name                       = coalesce(var.topic_id, "${var.name_prefix}-completions")
+  labels                     = var.labels
+  message_retention_duration = var.message_retention_duration
+
+  #checkov:skip=CKV_GCP_83:Google-managed encryption; pass a CMEK through your own topic (create_topic = false) when policy requires one.
+}
+
+resource "google_pubsub_topic" "dead_letter" {
+  count = var.create_pubsub_function && var.create_dead_letter_topic ? 1 : 0
+
+  project                    = var.project_id
+  name                       = coalesce(var.dead_letter_topic_id, "${var.name_prefix}-dead-letter")
+  labels                     = var.labels
+  message_retention_duration = var.message_retention_duration
+
+  #checkov:skip=CKV_GCP_83:Google-managed encryption; bring your own CMEK topic (create_dead_letter_topic = false) when policy requires one.
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  count = var.create_pubsub_function && local.dead_letter_topic_id != null ? 1 : 0
+
+  project = var.project_id
+  topic   = local.dead_letter_topic_id
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.pubsub[0].member
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letter_agent" {
+  count = var.create_pubsub_function && var.grant_pubsub_agent_dead_letter && local.dead_letter_topic_id != null ? 1 : 0
+
+  project = var.project_id
+  topic   = local.dead_letter_topic_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# --- HTTP function -------------------------------------------------------------------------
+
+resource "google_cloudfunctions2_function" "http" {
+  count = var.create_http_function ? 1 : 0
+
+  project     = var.project_id
+  location    = var.region
+  name        = "${var.name_prefix}-http"
+  description = "Completes waiting workflow activities from HTTP requests (activity-completer)."
+  labels      = var.labels
+
+  build_config {
+    runtime         = var.runtime
+    entry_point     = "complete"
+    service_account = var.build_service_account
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket_object.http[0].bucket
+        object = google_storage_bucket_object.http[0].name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.http[0].email
+    ingress_settings                 = var.http_ingress_settings
+    available_memory                 = var.http_memory
+    available_cpu                    = var.http_cpu
+    timeout_seconds                  = var.http_timeout_seconds
+    max_instance_request_concurrency = var.http_concurrency
+    min_instance_count               = var.http_min_instances
+    max_instance_count               = var.http_max_instances
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.common_environment
+
+    dynamic "secret_environment_variables" {
+      for_each = var.http_secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
+      }
+    }
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.http]
+}
+
+# Gen 2 functions are Cloud Run services: invoking one takes roles/run.invoker on it.
+resource "google_cloud_run_service_iam_member" "http_invoker" {
+  for_each = var.create_http_function ? toset(var.http_invoker_members) : toset([])
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.http[0].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value
+}
+
+# --- Pub/Sub function ------------------------------------------------------------------------
+
+resource "google_cloudfunctions2_function" "pubsub" {
+  count = var.create_pubsub_function ? 1 : 0
+
+  project     = var.project_id
+  location    = var.region
+  name        = "${var.name_prefix}-pubsub"
+  description = "Completes waiting workflow activities from Pub/Sub messages (activity-completer)."
+  labels      = var.labels
+
+  build_config {
+    runtime         = var.runtime
+    entry_point     = "complete"
+    service_account = var.build_service_account
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket_object.pubsub[0].bucket
+        object = google_storage_bucket_object.pubsub[0].name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.pubsub[0].email
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    available_memory                 = var.pubsub_memory
+    available_cpu                    = var.pubsub_cpu
+    timeout_seconds                  = var.pubsub_timeout_seconds
+    max_instance_request_concurrency = var.pubsub_concurrency
+    min_instance_count               = var.pubsub_min_instances
+    max_instance_count               = var.pubsub_max_instances
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.pubsub_environment
+
+    dynamic "secret_environment_variables" {
+      for_each = var.pubsub_secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
+      }
+    }
+  }
+
+  event_trigger {
+    trigger_region        = var.region
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic          = local.topic_id
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.pubsub_trigger[0].email
+  }
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.pubsub,
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+  ]
+}
+
+resource "google_cloud_run_service_iam_member" "pubsub_trigger_invoker" {
+  count = var.create_pubsub_function ? 1 : 0
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.pubsub[0].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.pubsub_trigger[0].member
+}
