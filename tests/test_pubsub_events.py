@@ -437,3 +437,15 @@ def test_wrong_configuration_fails_at_start_with_one_sentence(variable: str, val
     assert len(lines) == 1, done.stderr
     assert variable in lines[0]
     assert lines[0].startswith("activity-completer:")
+
+
+def test_attribute_only_message_without_data_field_is_a_null_result():
+    # Pub/Sub leaves out `data` (and `attributes`) when they are empty.
+    body = golden("cloudevent_structured.json")
+    del body["data"]["message"]["data"]
+    message = read_message(structured_event(body))
+    assert message.data == b""
+    assert message.completion_request().result is None
+    del body["data"]["message"]["attributes"]
+    with pytest.raises(InvalidRequest, match="empty"):
+        read_message(structured_event(body)).completion_request()
