@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from completer.deadletter import ATTR_ERROR_CODE, ATTR_ERROR_MESSAGE, ATTR_SOURCE_MESSAGE_ID
 from tests.support.proxy import TcpProxy
-from tests.support.pubsub import PubSubEmulator, pubsub_emulator
+from tests.support.pubsub import PROJECT, PubSubEmulator, pubsub_emulator
 from tests.support.services import free_port, running, venv_tool, wait_for_port
 from tests.support.temporal import TemporalServer, WaitingActivity
 
@@ -90,6 +90,9 @@ def function_process(
     with running(argv, env=env, log_path=log_path, cwd=ROOT) as process:
         wait_for_port(port, timeout=60, process=process)
         yield FunctionProcess(url=f"http://127.0.0.1:{port}/", log_path=log_path)
+    # The engine client on its background loop must shut down cleanly (RELIABILITY.md).
+    assert process.returncode == 0, log_path.read_text()[-2000:]
+    assert "Fatal Python error" not in log_path.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -409,6 +412,38 @@ async def test_engine_outage_redelivers_and_nothing_is_lost(
             assert all(e["outcome"] == "engine_unavailable" for e in found[:-1])
         log_text = outage_function.log_path.read_text()
     assert waiting.token_b64 not in log_text
+
+
+async def test_failed_dead_letter_is_redelivered_not_lost(
+    tmp_path, temporal_server, emulator, waiting: WaitingActivity
+):
+    # The dead-letter topic does not exist yet: dead-lettering fails, so the message must stay.
+    missing_topic = f"projects/{PROJECT}/topics/dead-letters-later-{waiting.activity_id}"
+    with function_process(
+        tmp_path / "no-dlq.log",
+        temporal_address=temporal_server.address,
+        emulator_host=emulator.host,
+        dead_letter_topic=missing_topic,
+    ) as no_dlq_function:
+        topic = emulator.topic()
+        emulator.push_subscription(topic, no_dlq_function.url)
+        message_id = publish(emulator, topic, b"{oops", task_token=waiting.token_b64)
+        failed = await no_dlq_function.wait_for(message_id, count=2, timeout=60)
+        assert {e["message"] for e in failed} == {"dead letter failed"}
+
+        emulator.publisher.create_topic(name=missing_topic)
+        subscription = emulator.pull_subscription(missing_topic)
+        letters = await asyncio.to_thread(emulator.pull, subscription, wait=30)
+        assert [m.message.attributes[ATTR_SOURCE_MESSAGE_ID] for m in letters] == [message_id]
+        assert letters[0].message.data == b"{oops"
+        for _ in range(100):
+            outcomes = [e["message"] for e in no_dlq_function.about(message_id)]
+            if "message rejected" in outcomes:
+                break
+            await asyncio.sleep(0.1)
+        assert outcomes[-1] == "message rejected"
+        assert set(outcomes[:-1]) == {"dead letter failed"}
+    assert (await waiting.pending_activity()) is not None
 
 
 # --- log hygiene (keep last: it checks what every test above sent) ------------------------------
