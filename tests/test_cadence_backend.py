@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -566,3 +568,45 @@ def test_default_address_is_the_frontend_grpc_port():
     backend = CadenceBackend(Settings(COMPLETER_BACKEND="cadence", CADENCE_DOMAIN=DOMAIN))
     assert backend.address == "localhost:7833"
     assert backend.domain == DOMAIN
+
+
+# --- the sync face in a process of its own -------------------------------------------------
+
+SYNC_SCRIPT = """
+from completer.client import default_client
+from completer.models import CompletionRequest
+outcome = default_client().execute(
+    CompletionRequest.build({"task_token": %r, "action": "heartbeat", "details": "sync"})
+)
+print(outcome.to_dict())
+"""
+
+
+async def test_sync_client_process_completes_and_exits_cleanly(frontend: FakeFrontend):
+    frontend.api.cancel_requested = True
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("COMPLETER_", "CADENCE_", "TEMPORAL_"))
+    }
+    env.update(
+        {
+            "COMPLETER_BACKEND": "cadence",
+            "CADENCE_ADDRESS": frontend.address,
+            "CADENCE_DOMAIN": DOMAIN,
+        }
+    )
+    # Asynchronously, so this loop keeps serving the in-process frontend meanwhile.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SYNC_SCRIPT % TOKEN_B64,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().strip() == "{'status': 'heartbeat_recorded', 'cancel_requested': True}"
+    assert frontend.only_call.request.details.data == b'"sync"'
+    assert frontend.only_call.request.task_token == TOKEN
