@@ -451,6 +451,13 @@ def test_missing_region_fails_at_start(monkeypatch: pytest.MonkeyPatch, tmp_path
         StepFunctionsBackend(sfn_settings())
 
 
+def test_unknown_aws_profile_fails_at_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(ConfigurationError, match="AWS configuration is invalid"):
+        StepFunctionsBackend(sfn_settings())
+
+
 # --- the S3 Lambda's import footprint ------------------------------------------------------
 
 

@@ -130,7 +130,10 @@ class StepFunctionsBackend(Backend):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        session = boto3.session.Session()
+        try:
+            session = boto3.session.Session()
+        except botocore.exceptions.BotoCoreError as exc:
+            raise ConfigurationError(f"the AWS configuration is invalid: {exc}.") from exc
         # boto3 reads AWS_DEFAULT_REGION; Lambda and the AWS CLI also set AWS_REGION.
         self.region = session.region_name or os.environ.get("AWS_REGION") or None
         if self.region is None:
