@@ -7,6 +7,8 @@ one sentence, and a warm instance reuses its connection for every request.
 
 from __future__ import annotations
 
+import os
+
 import flask
 import functions_framework
 
@@ -16,11 +18,21 @@ from completer.events.http import HttpCompleter
 from completer.logs import configure_logging
 from completer.settings import get_settings
 
+http_completer: HttpCompleter
+
+
+def _start() -> None:
+    global http_completer
+    http_completer = HttpCompleter(default_client(), settings=get_settings())
+
+
 configure_logging()
 try:
-    http_completer = HttpCompleter(default_client(), settings=get_settings())
+    _start()
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
+# gunicorn forks its workers after this import: each builds (and warms) its own client.
+os.register_at_fork(after_in_child=_start)
 
 
 @functions_framework.http

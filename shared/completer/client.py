@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -328,3 +329,16 @@ def default_client() -> SyncCompletionClient:
                 _default = SyncCompletionClient()
                 atexit.register(_default.close)
     return _default
+
+
+def _forget_default_after_fork() -> None:
+    # gunicorn (functions-framework) imports the function, then forks workers: a child
+    # inherits the client but not its loop thread. Drop it; the child builds its own.
+    global _default, _default_lock
+    if _default is not None:
+        _default._closed = True  # its thread is gone; closing it would only wait
+    _default = None
+    _default_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_default_after_fork)

@@ -19,6 +19,7 @@ import temporalio.client
 import temporalio.converter
 import temporalio.envconfig
 import temporalio.exceptions
+import temporalio.runtime
 import temporalio.service
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -51,6 +52,18 @@ _CANCEL_NOT_REQUESTED = "without activity being request canceled first"
 
 _NOT_AVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED}
 _TIMED_OUT = {RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+
+
+def _fresh_runtime_after_fork() -> None:
+    # The SDK's Rust runtime does not survive fork() (see temporalio.runtime.Runtime):
+    # give a forked child (a gunicorn worker) its own before it connects.
+    temporalio.runtime.Runtime.set_default(
+        temporalio.runtime.Runtime(telemetry=temporalio.runtime.TelemetryConfig()),
+        error_if_already_set=False,
+    )
+
+
+os.register_at_fork(after_in_child=_fresh_runtime_after_fork)
 
 
 def load_data_converter(dotted: str | None) -> temporalio.converter.DataConverter:
