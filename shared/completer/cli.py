@@ -1,20 +1,27 @@
 """The ``completer`` command line: complete, fail, heartbeat or cancel an activity.
 
-Same settings (environment) and error codes as the functions. The exit status says the
-outcome: 0 success, then one status per error code (see ``EXIT_CODES``); the message
-goes to stderr, the outcome JSON to stdout.
+Same settings (environment) and error codes as the functions. The outcome JSON goes to
+stdout, a message to stderr, and the exit status says the outcome: 0 for success, one
+status per error code (:data:`EXIT_CODES`). Helpers for the activity side (``link``,
+``presign``, ``token``) print JSON too. Imports are deferred to the command that needs
+them, so ``completer --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
-from completer.errors import CompleterError, ConfigurationError, InvalidRequest
-from completer.models import CompletionRequest, parse_json
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from completer.errors import CompleterError
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -28,89 +35,231 @@ EXIT_CODES: dict[str, int] = {
     "internal": 8,
     "configuration": 9,
 }
+"""Exit status per error code; 2 is also click's status for a usage error."""
+
+TOKEN_ENV = "COMPLETER_TASK_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+_EXIT_TABLE = "\n".join(f"  {status}  {code}" for code, status in EXIT_CODES.items())
+
+_MAIN_EPILOG = f"""\b
+Examples:
+  export {TOKEN_ENV}='CiQ2N...'        # keeps the token out of shell history
+  completer complete '{{"approved": true}}'
+  completer complete --result-file result.json
+  some-tool | completer complete --result-file -
+  completer fail -m "rejected by ana" --type Rejected --non-retryable
+  completer heartbeat -w order-42 -a approve '{{"progress": 50}}'
+  completer cancel -w order-42 -a approve
+
+\b
+Settings come from the environment, as for the functions: COMPLETER_BACKEND
+(temporal, cadence, stepfunctions), TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+TEMPORAL_API_KEY, CADENCE_ADDRESS, CADENCE_DOMAIN, AWS_REGION, ...
+
+\b
+The outcome JSON goes to stdout, messages to stderr. Exit status:
+  0  success
+{_EXIT_TABLE}
+"""
 
 
-def _read_value(value: str | None, path: str | None, *, what: str) -> Any:
+# --- output and errors ------------------------------------------------------------------
+
+
+def _report(error: CompleterError) -> int:
+    click.echo(f"error [{error.code}]: {error.message}", err=True)
+    return EXIT_CODES.get(error.code, 1)
+
+
+def _report_configuration(message: str) -> int:
+    click.echo(f"error [configuration]: {message}", err=True)
+    return EXIT_CODES["configuration"]
+
+
+def _fail_with(error: CompleterError) -> NoReturn:
+    sys.exit(_report(error))
+
+
+def _fail_configuration(message: str) -> NoReturn:
+    sys.exit(_report_configuration(message))
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+# --- reading values ---------------------------------------------------------------------
+
+
+def _read_json(value: str | None, path: str | None, *, what: str, flag: str) -> Any:
+    """The JSON given inline or in a file (``-`` is stdin); None when neither is given."""
+    from completer.errors import InvalidRequest
+    from completer.models import parse_json
+
     if value is not None and path is not None:
-        raise click.UsageError(f"give the {what} as an argument or with a file, not both.")
+        raise click.UsageError(f"give the {what} as an argument or with {flag}, not both.")
     try:
         if path is None:
             return None if value is None else parse_json(value, what=f"the {what}")
-        if path == "-":
-            raw = sys.stdin.buffer.read()
-        else:
-            with open(path, "rb") as handle:
-                raw = handle.read()
-        return parse_json(raw, what=f"the {what} file") if raw.strip() else None
+        raw = _read_bytes(path)
+        # An empty file or stdin is "no value": null, like an empty Pub/Sub message.
+        return parse_json(raw, what=f"the {what} in {_shown(path)}") if raw.strip() else None
     except InvalidRequest as exc:
         raise click.BadParameter(exc.message) from exc
+
+
+def _read_bytes(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}.") from exc
 
 
-def _target_options(func: Any) -> Any:
-    for option in reversed(
-        [
-            click.option(
-                "--token",
-                "-t",
-                envvar="COMPLETER_TASK_TOKEN",
-                help="Task token "
-                "(base64 for Temporal/Cadence; as issued for Step Functions). "
-                "Also read from $COMPLETER_TASK_TOKEN, which keeps it out of shell history.",
-            ),
-            click.option("--workflow-id", "-w", help="Workflow ID (instead of a token)."),
-            click.option("--activity-id", "-a", help="Activity ID (with --workflow-id)."),
-            click.option("--run-id", "-r", help="Run ID (optional, with --workflow-id)."),
-        ]
-    ):
+def _shown(path: str) -> str:
+    return "stdin" if path == "-" else path
+
+
+def _token_from(value: str | None) -> str:
+    """A token argument: the value, ``-`` for stdin, else $COMPLETER_TASK_TOKEN."""
+    if value == "-":
+        value = sys.stdin.read()
+    if value is None:
+        raise click.UsageError(f"give the token as an argument, - for stdin, or in ${TOKEN_ENV}.")
+    return value.strip()
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """Seconds from ``3600``, ``90m``, ``12h`` or ``7d`` (an option callback)."""
+    match = _DURATION.match(value)
+    if match is None or int(match.group(1)) <= 0:
+        raise click.BadParameter(f"{value!r} is not a duration such as 3600, 90m, 12h or 7d.")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+# --- naming the activity ----------------------------------------------------------------
+
+
+def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--token",
+            "-t",
+            metavar="TOKEN",
+            envvar=TOKEN_ENV,
+            help=f"Task token (base64 for Temporal and Cadence, as issued for Step "
+            f"Functions). Defaults to ${TOKEN_ENV}, which keeps it out of shell history "
+            "and process lists.",
+        ),
+        click.option("--workflow-id", "-w", metavar="ID", help="Workflow ID, instead of a token."),
+        click.option("--activity-id", "-a", metavar="ID", help="Activity ID (with --workflow-id)."),
+        click.option("--run-id", "-r", metavar="ID", help="Run ID (optional, with --workflow-id)."),
+    ]
+    for option in reversed(options):
         func = option(func)
     return func
 
 
+def _target(
+    token: str | None, workflow_id: str | None, activity_id: str | None, run_id: str | None
+) -> dict[str, str]:
+    ctx = click.get_current_context()
+    from_env = ctx.get_parameter_source("token") is ParameterSource.ENVIRONMENT
+    if from_env and (workflow_id or activity_id or run_id):
+        token = None  # IDs on the command line win over a token left in the environment
+    fields = {
+        "task_token": token,
+        "workflow_id": workflow_id,
+        "activity_id": activity_id,
+        "run_id": run_id,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+# --- completing -------------------------------------------------------------------------
+
+
 def _run(fields: dict[str, Any]) -> None:
+    import asyncio
+
     from completer.client import CompletionClient
+    from completer.errors import CompleterError, ConfigurationError
+    from completer.models import CompletionRequest
     from completer.settings import load_settings
 
     try:
         settings = load_settings()
-        request = CompletionRequest.build({k: v for k, v in fields.items() if v is not None})
+        request = CompletionRequest.build(fields)
         client = CompletionClient.create(settings)
     except ConfigurationError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_CODES["configuration"])
+        _fail_configuration(str(exc))
     except CompleterError as exc:
-        click.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        sys.exit(EXIT_CODES.get(exc.code, 1))
-    import asyncio
+        _fail_with(exc)
 
     async def go() -> dict[str, Any]:
-        async with client:
+        # execute() checks the request (token encoding, payload size) before connecting.
+        try:
             return (await client.execute(request)).to_dict()
+        finally:
+            await client.close()
 
+    status = 0
     try:
-        outcome = asyncio.run(go())
+        _print_json(asyncio.run(go()))
     except CompleterError as exc:
-        click.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        sys.exit(EXIT_CODES.get(exc.code, 1))
-    click.echo(json.dumps(outcome))
+        status = _report(exc)
+    except ConfigurationError as exc:
+        status = _report_configuration(str(exc))
+    _exit_now(status)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_now(status: int) -> NoReturn:
+    # temporalio's Rust core threads can call into Python while the interpreter finalizes
+    # and abort it (SIGABRT/SIGSEGV after a failed connect, RELIABILITY.md); the answer is
+    # printed and the client closed, so leave without finalizing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_MAIN_EPILOG,
+)
 @click.version_option(package_name="activity-completer")
 def main() -> None:
     """Complete, fail, heartbeat or cancel a waiting activity in Temporal, Cadence or
-    Step Functions (COMPLETER_BACKEND), by task token or by workflow + activity ID."""
+    Step Functions, by task token or by workflow ID + activity ID.
+
+    Also hands tokens out for the activity side: approval links (link), presigned
+    uploads (presign), token conversion (token).
+    """
 
 
-@main.command()
+@main.command(
+    epilog=f"""\b
+Examples:
+  completer complete '{{"approved": true}}'          # token from ${TOKEN_ENV}
+  completer complete -w order-42 -a approve --result-file result.json
+  jq .result report.json | completer complete --result-file -
+"""
+)
 @_target_options
-@click.option("--result", help="The result as JSON (e.g. '{\"approved\": true}').")
+@click.argument("result", required=False, metavar="[RESULT]")
 @click.option(
     "--result-file",
-    type=click.Path(allow_dash=True),
-    help="Read the result JSON from a file, or - for stdin.",
+    "-f",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    metavar="FILE",
+    help="Read the result JSON from FILE, or from stdin with -. Empty means null.",
 )
+@click.option("--result", "result_option", hidden=True, help="Same as RESULT.")
 def complete(
     token: str | None,
     workflow_id: str | None,
@@ -118,30 +267,53 @@ def complete(
     run_id: str | None,
     result: str | None,
     result_file: str | None,
+    result_option: str | None,
 ) -> None:
-    """Complete the activity with a result (null when none is given)."""
+    """Complete the activity with RESULT, a JSON value (null when none is given).
+
+    The result must fit the activity's declared return type, or the workflow task fails.
+    """
+    if result is not None and result_option is not None:
+        raise click.UsageError("give the result once.")
     _run(
         {
             "action": "complete",
-            "task_token": token,
-            "workflow_id": workflow_id,
-            "activity_id": activity_id,
-            "run_id": run_id,
-            "result": _read_value(result, result_file, what="result"),
+            **_target(token, workflow_id, activity_id, run_id),
+            "result": _read_json(
+                result if result is not None else result_option,
+                result_file,
+                what="result",
+                flag="--result-file",
+            ),
         }
     )
 
 
-@main.command()
+@main.command(
+    epilog="""\b
+Examples:
+  completer fail -m "rejected by ana" --type Rejected --non-retryable
+  completer fail -w order-42 -a charge -m "card declined" --details '{"code": 51}'
+"""
+)
 @_target_options
 @click.option("--message", "-m", required=True, help="Why the activity failed.")
 @click.option(
     "--type",
     "error_type",
-    help="Error type (Temporal ApplicationError type, Cadence reason, Step Functions error).",
+    metavar="TYPE",
+    help="Error type: Temporal ApplicationError type, Cadence reason, Step Functions error.",
 )
-@click.option("--details", help="Error details as JSON.")
-@click.option("--non-retryable", is_flag=True, help="Do not retry the activity.")
+@click.option("--details", metavar="JSON", help="Error details as JSON.")
+@click.option(
+    "--details-file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    metavar="FILE",
+    help="Read the details JSON from FILE, or from stdin with -.",
+)
+@click.option(
+    "--non-retryable", is_flag=True, help="Do not retry the activity, whatever its retry policy."
+)
 def fail(
     token: str | None,
     workflow_id: str | None,
@@ -150,6 +322,7 @@ def fail(
     message: str,
     error_type: str | None,
     details: str | None,
+    details_file: str | None,
     non_retryable: bool,
 ) -> None:
     """Fail the activity with an error."""
@@ -157,64 +330,310 @@ def fail(
         "message": message,
         "type": error_type,
         "non_retryable": non_retryable,
-        "details": _read_value(details, None, what="details"),
+        "details": _read_json(details, details_file, what="details", flag="--details-file"),
     }
     _run(
         {
             "action": "fail",
-            "task_token": token,
-            "workflow_id": workflow_id,
-            "activity_id": activity_id,
-            "run_id": run_id,
-            "error": {k: v for k, v in error.items() if v is not None},
+            **_target(token, workflow_id, activity_id, run_id),
+            "error": {name: value for name, value in error.items() if value is not None},
         }
     )
 
 
-@main.command()
+_DETAILS_FILE = click.option(
+    "--details-file",
+    "-f",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    metavar="FILE",
+    help="Read the details JSON from FILE, or from stdin with -.",
+)
+
+
+@main.command(
+    epilog="""\b
+Prints {"status": "heartbeat_recorded", "cancel_requested": false}; when
+cancel_requested is true, the workflow asked to cancel: finish with `completer cancel`.
+"""
+)
 @_target_options
-@click.option("--details", help="Heartbeat details as JSON.")
+@click.argument("details", required=False, metavar="[DETAILS]")
+@_DETAILS_FILE
 def heartbeat(
     token: str | None,
     workflow_id: str | None,
     activity_id: str | None,
     run_id: str | None,
     details: str | None,
+    details_file: str | None,
 ) -> None:
-    """Record a heartbeat; prints whether cancellation was requested."""
+    """Record a heartbeat with optional DETAILS (JSON); prints whether cancellation is asked."""
     _run(
         {
             "action": "heartbeat",
-            "task_token": token,
-            "workflow_id": workflow_id,
-            "activity_id": activity_id,
-            "run_id": run_id,
-            "details": _read_value(details, None, what="details"),
+            **_target(token, workflow_id, activity_id, run_id),
+            "details": _read_json(details, details_file, what="details", flag="--details-file"),
         }
     )
 
 
-@main.command()
+@main.command(
+    epilog="""\b
+Before the workflow requests cancellation the engine refuses this: exit status 5
+(conflict) and the activity keeps waiting.
+"""
+)
 @_target_options
-@click.option("--details", help="Cancellation details as JSON.")
+@click.argument("details", required=False, metavar="[DETAILS]")
+@_DETAILS_FILE
 def cancel(
     token: str | None,
     workflow_id: str | None,
     activity_id: str | None,
     run_id: str | None,
     details: str | None,
+    details_file: str | None,
 ) -> None:
-    """Report the activity cancelled (only after the workflow requested cancellation)."""
+    """Report the activity cancelled, after the workflow requested cancellation."""
     _run(
         {
             "action": "cancel",
-            "task_token": token,
-            "workflow_id": workflow_id,
-            "activity_id": activity_id,
-            "run_id": run_id,
-            "details": _read_value(details, None, what="details"),
+            **_target(token, workflow_id, activity_id, run_id),
+            "details": _read_json(details, details_file, what="details", flag="--details-file"),
         }
     )
+
+
+# --- the activity side ------------------------------------------------------------------
+
+
+@main.command(
+    epilog="""\b
+Example:
+  export COMPLETER_LINK_SECRET=...   # the HTTP function's, 32+ characters
+  completer link --url https://REGION-PROJECT.cloudfunctions.net/complete \\
+      -w order-42 -a approve --ttl 3d
+"""
+)
+@_target_options
+@click.option("--url", required=True, metavar="URL", help="The HTTP function's URL.")
+@click.option(
+    "--approve-result",
+    metavar="JSON",
+    help='Result the approve link completes with. Default: {"approved": true}.',
+)
+@click.option(
+    "--reject-message", default="rejected", show_default=True, help="Error message of reject."
+)
+@click.option("--reject-type", default="Rejected", show_default=True, help="Error type of reject.")
+@click.option(
+    "--reject-retryable",
+    is_flag=True,
+    help="Let the activity's retry policy retry after a reject (default: non-retryable).",
+)
+@click.option(
+    "--ttl",
+    callback=_duration,
+    metavar="DURATION",
+    default="7d",
+    show_default=True,
+    help="How long the links work: seconds, or with m, h, d.",
+)
+def link(
+    token: str | None,
+    workflow_id: str | None,
+    activity_id: str | None,
+    run_id: str | None,
+    url: str,
+    approve_result: str | None,
+    reject_message: str,
+    reject_type: str,
+    reject_retryable: bool,
+    ttl: int,
+) -> None:
+    """Print signed approve/reject links for a waiting activity.
+
+    The links work with the HTTP function that has the same COMPLETER_LINK_SECRET
+    (read from the environment here). A GET shows a confirmation page; only its POST
+    completes. The token cannot be read from a link.
+    """
+    from completer.activity import approval_links
+    from completer.errors import CompleterError, ConfigurationError
+    from completer.settings import load_settings
+
+    try:
+        secret = load_settings().link_secret
+    except ConfigurationError as exc:
+        _fail_configuration(str(exc))
+    if secret is None:
+        _fail_configuration("COMPLETER_LINK_SECRET is not set: links are signed with it.")
+    target: dict[str, Any] = _target(token, workflow_id, activity_id, run_id)
+    try:
+        links = approval_links(
+            url,
+            secret=secret.get_secret_value(),
+            **target,
+            approve_result=_read_json(approve_result, None, what="approve result", flag=""),
+            reject_error={
+                "message": reject_message,
+                "type": reject_type,
+                "non_retryable": not reject_retryable,
+            },
+            ttl_seconds=ttl,
+        )
+    except CompleterError as exc:
+        _fail_with(exc)
+    _print_json(links.to_dict())
+
+
+@main.command(
+    epilog="""\b
+Example (S3 settings from the AWS environment: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_S3):
+  completer presign --bucket partner-drop --key orders/42.json \\
+      --content-type application/json -w order-42 -a upload
+"""
+)
+@_target_options
+@click.option("--bucket", required=True, help="The bucket the S3 function listens to.")
+@click.option("--key", required=True, help="Object key to upload to.")
+@click.option("--content-type", help="Require this Content-Type (e.g. application/json).")
+@click.option(
+    "--action",
+    type=click.Choice(["complete", "fail", "heartbeat", "cancel"]),
+    help="What the upload does (default: complete with the object).",
+)
+@click.option(
+    "--expires-in",
+    callback=_duration,
+    metavar="DURATION",
+    default="1h",
+    show_default=True,
+    help="How long the URL works (at most 7d).",
+)
+@click.option(
+    "--file",
+    "upload_file",
+    default="result.json",
+    show_default=True,
+    help="File name used in the printed curl line.",
+)
+def presign(
+    token: str | None,
+    workflow_id: str | None,
+    activity_id: str | None,
+    run_id: str | None,
+    bucket: str,
+    key: str,
+    content_type: str | None,
+    action: str | None,
+    expires_in: int,
+    upload_file: str,
+) -> None:
+    """Print a presigned S3 PUT URL for a partner's upload, with the headers to send.
+
+    The URL requires the x-amz-meta-task-token header (or the ID headers): it is part of
+    the signature, so every object that lands names its activity. Prints url, method,
+    headers, expires_at and a ready-to-paste curl line.
+    """
+    from completer.activity import presigned_upload
+    from completer.errors import CompleterError
+
+    s3 = _s3_client()
+    try:
+        upload = presigned_upload(
+            s3,
+            bucket=bucket,
+            key=key,
+            **_target(token, workflow_id, activity_id, run_id),
+            action=action,
+            expires_in=expires_in,
+            content_type=content_type,
+        )
+    except CompleterError as exc:
+        _fail_with(exc)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    _print_json({**upload.to_dict(), "curl": upload.curl(upload_file)})
+
+
+def _s3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        session = boto3.session.Session()
+        if session.get_credentials() is None:
+            _fail_configuration(
+                "no AWS credentials found (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...): "
+                "a presigned URL is signed with them."
+            )
+        return session.client("s3", config=Config(signature_version="s3v4"))
+    except BotoCoreError as exc:
+        _fail_configuration(f"cannot build the S3 client: {exc}")
+
+
+@main.group()
+def token() -> None:
+    """Convert and fingerprint task tokens.
+
+    TOKEN arguments default to $COMPLETER_TASK_TOKEN; - reads stdin.
+    """
+
+
+@token.command()
+@click.argument("source", required=False, default="-", metavar="[FILE]")
+@click.option("--standard", is_flag=True, help="Standard base64 with padding, not URL-safe.")
+def encode(source: str, standard: bool) -> None:
+    """Encode a binary task token (FILE, or stdin) as base64 text."""
+    from completer.tokens import MAX_TOKEN_BYTES, encode_token
+
+    raw = _read_bytes(source)
+    if not raw or len(raw) > MAX_TOKEN_BYTES:
+        raise click.BadParameter(f"a task token is 1 to {MAX_TOKEN_BYTES} bytes; got {len(raw)}.")
+    click.echo(encode_token(raw, urlsafe=not standard))
+
+
+@token.command()
+@click.argument("value", required=False, envvar=TOKEN_ENV, metavar="[TOKEN]")
+@click.option("--hex", "as_hex", is_flag=True, help="Print hex instead of raw bytes.")
+def decode(value: str | None, as_hex: bool) -> None:
+    """Decode a base64 task token (either alphabet) to its bytes, checking it."""
+    from completer.errors import InvalidRequest
+    from completer.tokens import decode_token
+
+    try:
+        raw = decode_token(_token_from(value))
+    except InvalidRequest as exc:
+        _fail_with(exc)
+    if as_hex:
+        click.echo(raw.hex())
+    else:
+        sys.stdout.buffer.write(raw)
+        sys.stdout.buffer.flush()
+
+
+@token.command()
+@click.argument("value", required=False, envvar=TOKEN_ENV, metavar="[TOKEN]")
+def fingerprint(value: str | None) -> None:
+    """Print the fingerprints the logs show for TOKEN (to find it in the logs).
+
+    The logs fingerprint the token text as the trigger received it; this prints it for
+    the text as given and for both base64 alphabets.
+    """
+    from completer.errors import InvalidRequest
+    from completer.tokens import decode_token, encode_token, token_fingerprint
+
+    text = _token_from(value)
+    fingerprints = {"as_given": f"token:{token_fingerprint(text)}"}
+    try:
+        raw = decode_token(text)
+    except InvalidRequest:
+        pass  # a Step Functions token is not base64: only its text fingerprint applies
+    else:
+        for name, urlsafe in (("standard", False), ("urlsafe", True)):
+            fingerprints[name] = f"token:{token_fingerprint(encode_token(raw, urlsafe=urlsafe))}"
+    _print_json(fingerprints)
 
 
 if __name__ == "__main__":
