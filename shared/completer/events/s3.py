@@ -31,11 +31,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
-from aws_lambda_powertools.utilities.data_classes import (
-    EventBridgeEvent,
-    S3Event,
-    SQSEvent,
-)
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -530,8 +526,9 @@ class S3Completer:
             # Raising makes BatchProcessor name this message in batchItemFailures.
             _raise_first(self._complete_all(notifications, request_id, extra=where))
 
+        # BatchProcessor hands each record over as powertools' SQSRecord data class.
         response = process_partial_response(
-            event=dict(SQSEvent(dict(event))), record_handler=complete_message, processor=processor
+            event=dict(event), record_handler=complete_message, processor=processor
         )
         return dict(response)
 
@@ -605,7 +602,7 @@ class S3Completer:
             )
             raise InternalError(f"unexpected error completing from {notification.uri}.") from exc
         logger.info(
-            "activity completed from an upload",
+            "upload carried out",
             extra={"completer": {**fields, **outcome.to_dict(), "outcome": outcome.status.value}},
         )
         return outcome.status.value
