@@ -94,12 +94,14 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
         Artefact(
             name="gcp-http",
             function="http",
-            packages=(*CORE, *engines, "functions-framework", "standardwebhooks"),
+            # standardwebhooks: signatures; cryptography: completion links (completer.links).
+            packages=(*CORE, *engines, "functions-framework", "standardwebhooks", "cryptography"),
             platform="gcp",
         ),
         Artefact(
             name="gcp-pubsub",
             function="pubsub",
+            # google-cloud-pubsub: republishing to the dead-letter topic (completer.deadletter).
             packages=(*CORE, *engines, "functions-framework", "google-cloud-pubsub"),
             platform="gcp",
         ),
@@ -112,7 +114,8 @@ def aws_artefact(backends: Sequence[str]) -> Artefact:
     return Artefact(
         name="aws-s3",
         function="s3",
-        packages=tuple(dict.fromkeys((*CORE, *engines, "boto3"))),
+        # aws-lambda-powertools: event data classes and batch handling (completer.events.s3).
+        packages=tuple(dict.fromkeys((*CORE, *engines, "boto3", "aws-lambda-powertools"))),
         platform="aws",
     )
 

@@ -1,0 +1,425 @@
+"""Static checks of terraform/: format, wiring against the code, IAM hygiene, checkov.
+
+Terraform cannot reach its registry here, so init/validate/plan run only through
+`make tf-validate` on a user's machine; everything that needs no provider runs here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2.utils import SerializationOptions
+
+from completer.settings import _ENV_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+TERRAFORM = ROOT / "terraform"
+MODULES = {p.name: p for p in sorted((TERRAFORM / "modules").iterdir()) if p.is_dir()}
+EXAMPLES = {p.name: p for p in sorted((TERRAFORM / "examples").iterdir()) if p.is_dir()}
+TF_FILES = sorted(TERRAFORM.rglob("*.tf"))
+OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+
+# Settings completer.settings reads (its aliases), plus the variables libraries read:
+# temporalio.envconfig (Temporal's documented environment configuration) and boto3's
+# standard AWS variables. Anything else set on a function is a typo or a dead setting.
+LIBRARY_SETTINGS = {
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_TLS",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+    "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
+    "TEMPORAL_PROFILE",
+    "TEMPORAL_CONFIG_FILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_SFN",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+}
+KNOWN_SETTINGS = set(_ENV_NAMES.values()) | LIBRARY_SETTINGS
+SECRET_ARN_SUFFIX = "_SECRET_ARN"  # completer.secrets' variable-name suffix
+
+# Where each function resource's code lives and which name its platform calls.
+FUNCTION_RESOURCES = {
+    ("google_cloudfunctions2_function", "http"): "http",
+    ("google_cloudfunctions2_function", "pubsub"): "pubsub",
+    ("aws_lambda_function", "this"): "s3",
+}
+# IAM actions without resource-level permissions for callback task tokens: AWS accepts only
+# "*" for them (scoped per deployment by var.state_machine_task_resources).
+UNSCOPABLE_ACTIONS = {
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+}
+PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    with path.open() as handle:
+        parsed: dict[str, Any] = hcl2.load(handle, serialization_options=OPTIONS)
+        return parsed
+
+
+def blocks(directory: Path, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(type, name, body) of every `kind` block (resource, data) in a directory."""
+    for path in sorted(directory.glob("*.tf")):
+        for entry in load(path).get(kind, []):
+            for type_, named in entry.items():
+                for name, body in named.items():
+                    yield type_, name, body
+
+
+def merged(directory: Path, kind: str) -> dict[str, Any]:
+    """All `variable` or `locals` entries of a directory, by name."""
+    result: dict[str, Any] = {}
+    for path in sorted(directory.glob("*.tf")):
+        for entry in load(path).get(kind, []):
+            result.update(entry)
+    return result
+
+
+def names_in(expression: object, local_values: dict[str, Any], seen: set[str]) -> set[str]:
+    """Upper-case keys (NAME = ...) an expression sets, following local.<x> references."""
+    if isinstance(expression, dict):
+        found = {k for k in expression if re.fullmatch(r"[A-Z][A-Z0-9_]+", k)}
+        for value in expression.values():
+            found |= names_in(value, local_values, seen)
+        return found
+    if isinstance(expression, list):
+        return set().union(*(names_in(v, local_values, seen) for v in expression))
+    if not isinstance(expression, str):
+        return set()
+    found = set(re.findall(r"\b([A-Z][A-Z0-9_]{2,})\s*=", expression))
+    if "_SECRET_ARN" in expression:
+        found.add("<NAME>_SECRET_ARN")
+    for local in re.findall(r"local\.(\w+)", expression):
+        if local not in seen and local in local_values:
+            seen.add(local)
+            found |= names_in(local_values[local], local_values, seen)
+    return found
+
+
+def function_environment(module: Path) -> dict[tuple[str, str], set[str]]:
+    """Environment variable names each function resource of a module sets literally."""
+    local_values = merged(module, "locals")
+    result = {}
+    for type_, name, body in blocks(module, "resource"):
+        if (type_, name) not in FUNCTION_RESOURCES:
+            continue
+        if type_ == "aws_lambda_function":
+            expression = body["environment"][0]["variables"]
+        else:
+            expression = body["service_config"][0]["environment_variables"]
+        result[(type_, name)] = names_in(expression, local_values, set())
+    return result
+
+
+def example_settings(example: Path) -> set[str]:
+    """Setting names an example passes to its module: env maps, secret maps, tfvars keys."""
+    names: set[str] = set()
+    for _, body in (
+        (n, b) for entry in load(example / "main.tf").get("module", []) for n, b in entry.items()
+    ):
+        names |= names_in(body.get("environment_variables", {}), {}, set())
+    tfvars = hcl2.loads(
+        (example / "terraform.tfvars.example").read_text(), serialization_options=OPTIONS
+    )
+    for key in ("http_secrets", "pubsub_secrets", "secret_arns"):
+        names |= set(tfvars.get(key, {}))
+    return names
+
+
+def unknown_settings(names: set[str]) -> set[str]:
+    """The names no setting or library reads (NAME_SECRET_ARN counts as NAME)."""
+    return {
+        n
+        for n in names
+        if n != "<NAME>_SECRET_ARN" and n.removesuffix(SECRET_ARN_SUFFIX) not in KNOWN_SETTINGS
+    }
+
+
+# --- format ------------------------------------------------------------------------------
+
+
+def test_terraform_fmt_check_passes():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "tf.py"), "fmt-check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"terraform fmt -check found:\n{result.stdout}{result.stderr}"
+
+
+def test_every_tf_file_parses():
+    assert len(TF_FILES) == 16  # 4 files in each of 2 modules and 2 examples
+    for path in TF_FILES:
+        assert isinstance(load(path), dict), path
+
+
+def test_modules_and_examples_have_the_standard_files():
+    for module in MODULES.values():
+        for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+            assert (module / name).is_file(), f"{module.name} lacks {name}"
+    for example in EXAMPLES.values():
+        for name in (
+            "main.tf",
+            "variables.tf",
+            "outputs.tf",
+            "versions.tf",
+            "terraform.tfvars.example",
+        ):
+            assert (example / name).is_file(), f"example {example.name} lacks {name}"
+    assert set(MODULES) == {"gcp-functions", "aws-s3-lambda"}
+    assert set(EXAMPLES) == {"gcp", "aws"}
+
+
+# --- variables and providers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("directory", [*MODULES.values(), *EXAMPLES.values()], ids=lambda p: p.name)
+def test_every_variable_is_typed_and_described(directory: Path):
+    variables = merged(directory, "variable")
+    assert variables
+    for name, body in variables.items():
+        assert "type" in body, f"{directory.name}: variable {name} has no type"
+        assert str(body.get("description", "")).strip(), (
+            f"{directory.name}: {name} has no description"
+        )
+
+
+@pytest.mark.parametrize("directory", [*MODULES.values(), *EXAMPLES.values()], ids=lambda p: p.name)
+def test_provider_versions_are_pinned_to_a_range(directory: Path):
+    terraform_block = load(directory / "versions.tf")["terraform"][0]
+    assert "<" in terraform_block["required_version"]
+    for providers in terraform_block["required_providers"]:
+        for name, spec in providers.items():
+            assert ">=" in spec["version"], (name, spec)
+            assert "<" in spec["version"], f"{name} has no upper bound: {spec['version']}"
+
+
+def test_optional_parts_sit_behind_create_flags():
+    gcp = merged(MODULES["gcp-functions"], "variable")
+    for flag in ("create_http_function", "create_pubsub_function", "create_topic",
+                 "create_dead_letter_topic", "create_source_bucket"):  # fmt: skip
+        assert gcp[flag]["type"] == "${bool}" or gcp[flag]["type"] == "bool", flag
+
+
+# --- wiring against the code -------------------------------------------------------------
+
+
+def test_function_environment_only_sets_known_settings():
+    seen = {}
+    for module in MODULES.values():
+        for resource, names in function_environment(module).items():
+            assert names, f"{resource} sets no environment: the parser missed it"
+            assert not unknown_settings(names), f"{resource} sets unknown {unknown_settings(names)}"
+            seen[resource] = names
+    assert "COMPLETER_DEAD_LETTER_TOPIC" in seen[("google_cloudfunctions2_function", "pubsub")]
+    assert "COMPLETER_BACKEND" in seen[("aws_lambda_function", "this")]
+    assert "<NAME>_SECRET_ARN" in seen[("aws_lambda_function", "this")]
+
+
+@pytest.mark.parametrize("example", EXAMPLES.values(), ids=lambda p: p.name)
+def test_examples_pass_only_known_settings(example: Path):
+    names = example_settings(example)
+    assert "TEMPORAL_ADDRESS" in names
+    assert "TEMPORAL_API_KEY" in names, "the example shows no secret"
+    assert not unknown_settings(names), unknown_settings(names)
+
+
+def test_the_settings_check_can_fail():
+    names = names_in("${merge(var.x, {COMPLETER_BACKND = var.backend})}", {}, set())
+    assert unknown_settings(names) == {"COMPLETER_BACKND"}
+    assert not unknown_settings({"TEMPORAL_API_KEY_SECRET_ARN"})
+    assert unknown_settings({"TEMPORAL_APIKEY_SECRET_ARN"}) == {"TEMPORAL_APIKEY_SECRET_ARN"}
+
+
+def test_secret_environment_variables_come_from_secret_manager():
+    module = MODULES["gcp-functions"]
+    for type_, name, body in blocks(module, "resource"):
+        if type_ != "google_cloudfunctions2_function":
+            continue
+        dynamic = body["service_config"][0]["dynamic"][0]["secret_environment_variables"]
+        assert dynamic["for_each"] == f"${{var.{name}_secrets}}"
+        env = str(body["service_config"][0]["environment_variables"])
+        assert "secret" not in env.lower()
+
+
+def test_entry_points_exist_in_functions():
+    for module in MODULES.values():
+        for type_, name, body in blocks(module, "resource"):
+            if (type_, name) not in FUNCTION_RESOURCES:
+                continue
+            directory = FUNCTION_RESOURCES[(type_, name)]
+            if type_ == "aws_lambda_function":
+                file_name, _, target = body["handler"].partition(".")
+            else:
+                file_name, target = "main", body["build_config"][0]["entry_point"]
+            source = ROOT / "functions" / directory / f"{file_name}.py"
+            assert source.is_file(), f"{type_}.{name} deploys {source}, which does not exist yet"
+            defined = {
+                node.name
+                for node in ast.parse(source.read_text()).body
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            }
+            assert target in defined, f"{source} has no top-level function {target!r}"
+
+
+def test_pubsub_trigger_retries_and_dead_letters():
+    resources = {(t, n): b for t, n, b in blocks(MODULES["gcp-functions"], "resource")}
+    trigger = resources[("google_cloudfunctions2_function", "pubsub")]["event_trigger"][0]
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    publisher = resources[("google_pubsub_topic_iam_member", "dead_letter_publisher")]
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert "google_service_account.pubsub" in publisher["member"]
+
+
+def test_sqs_delivery_reports_batch_item_failures():
+    resources = {(t, n): b for t, n, b in blocks(MODULES["aws-s3-lambda"], "resource")}
+    mapping = resources[("aws_lambda_event_source_mapping", "events")]
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    assert "redrive_policy" in resources[("aws_sqs_queue", "events")]
+    permission = resources[("aws_lambda_permission", "bucket")]
+    assert permission["source_arn"] == "${local.bucket_arn}"
+    assert permission["source_account"] == "${local.account_id}"
+    invoke = resources[("aws_lambda_function_event_invoke_config", "this")]
+    assert {"maximum_retry_attempts", "maximum_event_age_in_seconds"} <= set(invoke)
+    assert "on_failure" in invoke["destination_config"][0]
+
+
+# --- IAM hygiene -------------------------------------------------------------------------
+
+
+def test_no_iam_member_is_public():
+    for directory in [*MODULES.values(), *EXAMPLES.values()]:
+        for type_, name, body in blocks(directory, "resource"):
+            if "_iam_" not in type_:
+                continue
+            members = body.get("members", [body.get("member", "")])
+            for member in members:
+                assert not any(p in str(member) for p in PUBLIC_MEMBERS), f"{type_}.{name}"
+    for example in EXAMPLES.values():
+        text = (example / "terraform.tfvars.example").read_text()
+        assert not any(p in text for p in PUBLIC_MEMBERS)
+
+
+def test_http_invokers_refuse_public_members():
+    variable = merged(MODULES["gcp-functions"], "variable")["http_invoker_members"]
+    assert variable["default"] == []
+    assert "allUsers" in str(variable["validation"])
+
+
+def policy_statements() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for module in MODULES.values():
+        variables = merged(module, "variable")
+        for type_, name, body in blocks(module, "data"):
+            if type_ != "aws_iam_policy_document":
+                continue
+            statements = list(body.get("statement", []))
+            for dynamic in body.get("dynamic", []):
+                statements += dynamic["statement"]["content"]
+            for statement in statements:
+                yield f"{module.name}:{name}", statement, variables
+
+
+def resolved(values: object, variables: dict[str, Any]) -> list[str]:
+    """A list attribute, with a bare ${var.x} replaced by the variable's default."""
+    if isinstance(values, str):
+        match = re.fullmatch(r"\$\{var\.(\w+)\}", values)
+        return list(variables[match.group(1)].get("default") or []) if match else [values]
+    return [str(v) for v in values]  # type: ignore[attr-defined]
+
+
+def test_no_iam_policy_allows_everything():
+    statements = list(policy_statements())
+    assert len(statements) >= 8
+    for where, statement, variables in statements:
+        actions = resolved(statement.get("actions", []), variables)
+        resources = resolved(statement.get("resources", []), variables)
+        assert actions, where
+        for action in actions:
+            assert action != "*", where
+            assert not action.endswith(":*"), f"{where}: action {action}"
+        if "*" in resources:
+            assert set(actions) <= UNSCOPABLE_ACTIONS, f"{where}: {actions} on *"
+
+
+def test_lambda_role_is_limited_to_what_the_function_does():
+    actions = set()
+    for _, statement, variables in policy_statements():
+        if statement.get("sid") != "LambdaAssumesRole":
+            actions |= set(resolved(statement.get("actions", []), variables))
+    assert actions - {"sqs:SendMessage"} <= {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:ListBucket",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",
+        "secretsmanager:GetSecretValue",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        *UNSCOPABLE_ACTIONS,
+    }
+
+
+# --- checkov -----------------------------------------------------------------------------
+
+
+def test_every_checkov_skip_has_a_reason():
+    skips = 0
+    for path in TF_FILES:
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                skips += 1
+                assert re.search(r"#checkov:skip=CKV2?_[A-Z]+_\d+:\S.{15,}", line), (
+                    f"{path}: {line}"
+                )
+    assert skips > 0
+
+
+def test_checkov_finds_no_failed_check():
+    make = subprocess.run(
+        ["make", "-s", ".venv-checkov/.installed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert make.returncode == 0, f"installing checkov failed:\n{make.stdout}{make.stderr}"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "tf.py"), "checkov"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    summary = re.search(r"Passed checks: (\d+), Failed checks: (\d+)", result.stdout)
+    assert summary, result.stdout[-2000:]
+    assert int(summary.group(1)) > 40
+    assert summary.group(2) == "0"
