@@ -9,10 +9,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
@@ -32,7 +30,7 @@ from completer.links import open_link
 from completer.models import Action, CompletionRequest
 from completer.settings import Settings
 from completer.tokens import decode_token, encode_token
-from tests.support.services import free_port
+from tests.support.moto_server import moto_server, s3_client
 
 TOKEN = encode_token(b"\x0a\x24some-binary-task-token\xff\x00")
 SECRET = "s" * 40
@@ -149,26 +147,8 @@ BUCKET = "completer-uploads"
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def s3_client(endpoint: str, *, signature_version: str = "s3v4") -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(signature_version=signature_version),
-    )
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from completer.client import CompletionClient
 from completer.links import open_link
 from completer.settings import Settings
 from completer.tokens import decode_token, encode_token, token_fingerprint
+from tests.support.moto_server import aws_env, moto_server, s3_client
 from tests.support.services import free_port, venv_tool
 from tests.support.temporal import WaitingActivity
 
@@ -433,36 +434,13 @@ async def test_link_needs_the_link_secret():
 
 @pytest.fixture(scope="module")
 def moto_s3() -> Iterator[dict[str, str]]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
-    }
-    try:
-        boto3.client(
-            "s3",
-            endpoint_url=env["AWS_ENDPOINT_URL_S3"],
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket="partner-drop")
-        yield env
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        s3_client(endpoint).create_bucket(Bucket="partner-drop")
+        yield aws_env(endpoint)
 
 
 @pytest.mark.moto
 async def test_presign_prints_a_working_upload(moto_s3: dict[str, str]):
-    import boto3
-
     token = encode_token(b"partner upload token")
     run = await completer(
         "presign",
@@ -486,13 +464,7 @@ async def test_presign_prints_a_working_upload(moto_s3: dict[str, str]):
         requests.put, upload["url"], data=b'{"ok": 1}', headers=upload["headers"], timeout=10
     )
     assert response.status_code == 200, response.text
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3["AWS_ENDPOINT_URL_S3"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = s3_client(moto_s3["AWS_ENDPOINT_URL_S3"])
     assert s3.head_object(Bucket="partner-drop", Key="orders/42.json")["Metadata"] == {
         "task-token": token
     }

@@ -1,0 +1,1 @@
+"""Runnable samples: Temporal workflows whose activities are completed from outside."""
