@@ -134,6 +134,8 @@ class TestStrictness:
             b"null",
             b"\xff\xfe{}",
             b'{"result": NaN, "task_token": "x"}',
+            b'{"result": 1e400, "task_token": "x"}',
+            b'{"result": [-1e999], "task_token": "x"}',
             b"{" * 10_000,
             b"[" * 100 + b"]" * 100,
         ],

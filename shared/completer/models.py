@@ -9,6 +9,7 @@ Every trigger turns its event into a :class:`CompletionRequest` through
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Self
@@ -238,13 +239,21 @@ def parse_json(raw: bytes | str, *, what: str = "the body") -> Any:
     if not _depth_ok(text):
         raise InvalidRequest(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels.")
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(f"{what} is not valid JSON: {_json_reason(exc)}") from exc
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 parses as inf, which no engine's JSON can carry: refuse it rather than send null.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:32]} is out of range")
+    return value
 
 
 def _json_reason(exc: Exception) -> str:
