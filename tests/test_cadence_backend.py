@@ -14,21 +14,15 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
-from cadence.api.v1 import common_pb2, error_pb2, service_worker_pb2
-from cadence.api.v1.service_worker_pb2_grpc import (
-    WorkerAPIServicer,
-    add_WorkerAPIServicer_to_server,
-)
+from cadence.api.v1 import common_pb2, error_pb2
 from cadence.data_converter import DefaultDataConverter
 from google.protobuf.message import Message
 from google.rpc import status_pb2
-from grpc_status import rpc_status
 
 from completer import errors
 from completer.backends.cadence import CadenceBackend
@@ -36,6 +30,7 @@ from completer.client import CompletionClient
 from completer.errors import ConfigurationError
 from completer.models import CompletionRequest, Status
 from completer.settings import MIB, Settings, load_settings
+from tests.support.cadence import FakeFrontend, fake_frontend
 from tests.support.services import free_port
 
 TOKEN = bytes(range(256)) + b"cadence-task-token"
@@ -44,124 +39,10 @@ DOMAIN = "orders"
 IDENTITY = "completer-test@host"
 
 
-@dataclass
-class Call:
-    method: str
-    request: Any
-    metadata: dict[str, str]
-    peer: str
-
-
-class RecordingWorkerAPI(WorkerAPIServicer):  # type: ignore[misc] # generated, untyped base
-    """Records each activity call; answers OK, or with ``fault``, after ``delay`` seconds."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.calls: list[Call] = []
-        self.fault: status_pb2.Status | None = None
-        self.delay = 0.0
-        self.cancel_requested = False
-
-    async def _answer(self, method: str, request: Any, context: Any, response: Any) -> Any:
-        metadata = dict(context.invocation_metadata())
-        self.calls.append(Call(method, request, metadata, context.peer()))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.fault is not None:
-            await context.abort_with_status(rpc_status.to_status(self.fault))
-        return response
-
-    async def RespondActivityTaskCompleted(self, request, context):
-        return await self._answer(
-            "RespondActivityTaskCompleted",
-            request,
-            context,
-            service_worker_pb2.RespondActivityTaskCompletedResponse(),
-        )
-
-    async def RespondActivityTaskCompletedByID(self, request, context):
-        return await self._answer(
-            "RespondActivityTaskCompletedByID",
-            request,
-            context,
-            service_worker_pb2.RespondActivityTaskCompletedByIDResponse(),
-        )
-
-    async def RespondActivityTaskFailed(self, request, context):
-        return await self._answer(
-            "RespondActivityTaskFailed",
-            request,
-            context,
-            service_worker_pb2.RespondActivityTaskFailedResponse(),
-        )
-
-    async def RespondActivityTaskFailedByID(self, request, context):
-        return await self._answer(
-            "RespondActivityTaskFailedByID",
-            request,
-            context,
-            service_worker_pb2.RespondActivityTaskFailedByIDResponse(),
-        )
-
-    async def RecordActivityTaskHeartbeat(self, request, context):
-        return await self._answer(
-            "RecordActivityTaskHeartbeat",
-            request,
-            context,
-            service_worker_pb2.RecordActivityTaskHeartbeatResponse(
-                cancel_requested=self.cancel_requested
-            ),
-        )
-
-    async def RecordActivityTaskHeartbeatByID(self, request, context):
-        return await self._answer(
-            "RecordActivityTaskHeartbeatByID",
-            request,
-            context,
-            service_worker_pb2.RecordActivityTaskHeartbeatByIDResponse(
-                cancel_requested=self.cancel_requested
-            ),
-        )
-
-    async def RespondActivityTaskCanceled(self, request, context):
-        return await self._answer(
-            "RespondActivityTaskCanceled",
-            request,
-            context,
-            service_worker_pb2.RespondActivityTaskCanceledResponse(),
-        )
-
-    async def RespondActivityTaskCanceledByID(self, request, context):
-        return await self._answer(
-            "RespondActivityTaskCanceledByID",
-            request,
-            context,
-            service_worker_pb2.RespondActivityTaskCanceledByIDResponse(),
-        )
-
-
-@dataclass
-class FakeFrontend:
-    address: str
-    api: RecordingWorkerAPI
-
-    @property
-    def only_call(self) -> Call:
-        assert len(self.api.calls) == 1, [call.method for call in self.api.calls]
-        return self.api.calls[0]
-
-
 @pytest.fixture(scope="session")
 async def frontend_server() -> Any:
-    api = RecordingWorkerAPI()
-    server = grpc.aio.server()
-    add_WorkerAPIServicer_to_server(api, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield FakeFrontend(f"127.0.0.1:{port}", api)
-    await server.stop(grace=None)
+    async with fake_frontend() as frontend:
+        yield frontend
 
 
 @pytest.fixture

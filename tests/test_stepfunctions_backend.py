@@ -7,7 +7,6 @@ Error codes moto cannot produce are answered by botocore's Stubber on the backen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -16,13 +15,10 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-import requests
 from botocore.stub import Stubber
 
 from completer import errors
@@ -35,117 +31,20 @@ from completer.client import CompletionClient
 from completer.errors import ConfigurationError
 from completer.models import CompletionRequest, Status
 from completer.settings import Settings
-from tests.support.services import free_port, missing_service
-
-REGION = "us-east-1"
-OUTPUT_LIMIT = 262_144
-ROLE = "arn:aws:iam::123456789012:role/completer-test"
-
-# A task that sends its token to the SQS queue named in the input, then waits for the callback.
-WAITING_MACHINE = {
-    "StartAt": "WaitForCallback",
-    "States": {
-        "WaitForCallback": {
-            "Type": "Task",
-            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-            "Parameters": {
-                "QueueUrl.$": "$.queue",
-                "MessageBody": {"token.$": "$$.Task.Token"},
-            },
-            "HeartbeatSeconds": 300,
-            "End": True,
-        }
-    },
-}
-
-
-@dataclass
-class MotoStepFunctions:
-    endpoint: str
-    sfn: Any
-    sqs: Any
-    state_machine_arn: str
-
-    def start_waiting(self) -> WaitingTask:
-        """Start an execution and return it once its task has handed out a token."""
-        queue = self.sqs.create_queue(QueueName=f"tokens-{uuid.uuid4().hex}")["QueueUrl"]
-        execution = self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn,
-            name=f"wait-{uuid.uuid4().hex}",
-            input=json.dumps({"queue": queue}),
-        )["executionArn"]
-        for _ in range(60):
-            messages = self.sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages")
-            if messages:
-                token = json.loads(messages[0]["Body"])["token"]
-                return WaitingTask(self, execution, token)
-        raise AssertionError("the state machine never handed out a task token")
-
-
-@dataclass
-class WaitingTask:
-    moto: MotoStepFunctions
-    execution_arn: str
-    task_token: str
-
-    def describe(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.moto.sfn.describe_execution(executionArn=self.execution_arn)
-        return result
-
-    async def finished(self) -> dict[str, Any]:
-        for _ in range(100):
-            described = self.describe()
-            if described["status"] != "RUNNING":
-                return described
-            await asyncio.sleep(0.05)
-        raise AssertionError("the execution is still running")
-
-
-def _aws_env(endpoint: str) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL_SFN": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
+from tests.support.services import free_port
+from tests.support.stepfunctions import (
+    OUTPUT_LIMIT,
+    REGION,
+    MotoStepFunctions,
+    WaitingTask,
+    aws_env,
+    moto_stepfunctions,
+)
 
 
 @pytest.fixture(scope="session")
 def moto_sfn() -> Iterator[MotoStepFunctions]:
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:  # pragma: no cover - moto[server] is a dev dependency
-        missing_service(f"moto[server] is not installed ({exc})")
-    port = free_port()
-    # moto's state-machine interpreter calls SQS through its own server on MOTO_PORT.
-    previous = os.environ.get("MOTO_PORT")
-    os.environ["MOTO_PORT"] = str(port)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        requests.post(
-            f"{endpoint}/moto-api/config",
-            json={"stepfunctions": {"execute_state_machine": True}},
-            timeout=10,
-        ).raise_for_status()
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-        )
-        sfn = session.client("stepfunctions", endpoint_url=endpoint)
-        sqs = session.client("sqs", endpoint_url=endpoint)
-        machine = sfn.create_state_machine(
-            name=f"waiting-{uuid.uuid4().hex[:8]}",
-            definition=json.dumps(WAITING_MACHINE),
-            roleArn=ROLE,
-        )["stateMachineArn"]
-        yield MotoStepFunctions(endpoint, sfn, sqs, machine)
-    finally:
-        server.stop()
-        if previous is None:
-            os.environ.pop("MOTO_PORT", None)
-        else:
-            os.environ["MOTO_PORT"] = previous
+    yield from moto_stepfunctions()
 
 
 def sfn_settings(**extra: Any) -> Settings:
@@ -158,7 +57,7 @@ def sfn_settings(**extra: Any) -> Settings:
 
 @pytest.fixture
 async def client(moto_sfn: MotoStepFunctions, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name, value in _aws_env(moto_sfn.endpoint).items():
+    for name, value in aws_env(moto_sfn.endpoint).items():
         monkeypatch.setenv(name, value)
     async with CompletionClient.create(sfn_settings()) as client:
         yield client
@@ -257,7 +156,7 @@ async def test_one_client_serves_every_call(client, moto_sfn: MotoStepFunctions)
 
 
 async def test_connection_refused_is_engine_unavailable(monkeypatch: pytest.MonkeyPatch):
-    for name, value in _aws_env(f"http://127.0.0.1:{free_port()}").items():
+    for name, value in aws_env(f"http://127.0.0.1:{free_port()}").items():
         monkeypatch.setenv(name, value)
     async with CompletionClient.create(sfn_settings(timeout=2.0)) as client:
         with pytest.raises(errors.EngineUnavailable):
@@ -276,7 +175,7 @@ def silent_endpoint() -> Iterator[str]:
 async def test_silent_endpoint_is_engine_timeout_within_the_deadline(
     silent_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ):
-    for name, value in _aws_env(silent_endpoint).items():
+    for name, value in aws_env(silent_endpoint).items():
         monkeypatch.setenv(name, value)
     async with CompletionClient.create(sfn_settings(timeout=0.5)) as client:
         started = time.monotonic()
@@ -291,7 +190,7 @@ async def test_silent_endpoint_is_engine_timeout_within_the_deadline(
 @pytest.fixture
 async def stubbed(monkeypatch: pytest.MonkeyPatch) -> Any:
     """A client whose backend's boto3 client answers from a Stubber (nothing leaves)."""
-    for name, value in _aws_env("http://127.0.0.1:9").items():
+    for name, value in aws_env("http://127.0.0.1:9").items():
         monkeypatch.setenv(name, value)
     settings = sfn_settings()
     backend = StepFunctionsBackend(settings)
