@@ -49,8 +49,6 @@ LAMBDA_RUNNER = """
 import json, os, sys
 root, event_path = sys.argv[1], sys.argv[2]
 sys.path.insert(0, root)
-from completer.secrets import load_secret_environment
-loaded = load_secret_environment()
 import main
 with open(event_path) as f:
     result = main.handler(json.load(f), None)
@@ -61,7 +59,7 @@ outside = sorted(
     and not m.__file__.startswith((root, *stdlib))
 )
 print("RESULT " + json.dumps({
-    "result": result, "loaded": loaded, "identity": os.environ.get("COMPLETER_IDENTITY"),
+    "result": result, "identity": os.environ.get("COMPLETER_IDENTITY"),
     "temporalio": "temporalio" in sys.modules, "grpc": "grpc" in sys.modules,
     "outside": outside, "python": sys.version.split()[0], "path": sys.path,
 }))
@@ -363,8 +361,10 @@ async def test_lambda_package_step_functions_path_reads_secrets_and_skips_tempor
         },
         tmp_path,
     )
-    assert answer["loaded"] == ["COMPLETER_IDENTITY"]
-    assert answer["identity"] == identity
+    assert answer["identity"] == identity, (
+        "COMPLETER_IDENTITY_SECRET_ARN was not resolved: functions/s3/main.py must call "
+        "completer.secrets.load_secret_environment() before get_settings()"
+    )
     assert identity not in answer["logs"].replace(f'"identity": "{identity}"', "")
     # The STYLE rule: a Step Functions Lambda never imports temporalio or grpc.
     assert answer["temporalio"] is False
@@ -520,3 +520,30 @@ async def test_gcp_pubsub_archive_handles_a_cloudevent_from_a_fresh_venv(
         )
     assert response.status_code == 200, response.text
     assert await asyncio.wait_for(waiting.handle.result(), 30) == {"via": "gcp-pubsub.zip"}
+
+
+# --- completer.secrets, which the Lambda runs at cold start --------------------------------
+
+
+@pytest.mark.moto
+def test_secret_loader_fills_settings_and_refuses_the_rest(moto: Moto):
+    from completer.errors import ConfigurationError
+    from completer.secrets import load_secret_environment
+
+    client = moto.client("secretsmanager")
+    arn = client.create_secret(Name=f"key-{uuid.uuid4().hex[:8]}", SecretString="s3cr3t")["ARN"]
+    env = {"TEMPORAL_API_KEY_SECRET_ARN": arn, "COMPLETER_IDENTITY": "kept"}
+    env["COMPLETER_IDENTITY_SECRET_ARN"] = arn
+    assert load_secret_environment(env, client=client) == ["TEMPORAL_API_KEY"]
+    assert env["TEMPORAL_API_KEY"] == "s3cr3t"
+    assert env["COMPLETER_IDENTITY"] == "kept"  # a value already set wins
+
+    with pytest.raises(ConfigurationError, match="PATH_SECRET_ARN is invalid"):
+        load_secret_environment({"PATH_SECRET_ARN": arn}, client=client)
+    missing = arn.rsplit(":", 1)[0] + ":missing-AbCdEf"
+    with pytest.raises(ConfigurationError, match="TEMPORAL_API_KEY_SECRET_ARN cannot be read") as e:
+        load_secret_environment({"TEMPORAL_API_KEY_SECRET_ARN": missing}, client=client)
+    assert "s3cr3t" not in str(e.value)
+    binary = client.create_secret(Name=f"bin-{uuid.uuid4().hex[:8]}", SecretBinary=b"\x00")["ARN"]
+    with pytest.raises(ConfigurationError, match="binary secret"):
+        load_secret_environment({"COMPLETER_LINK_SECRET_SECRET_ARN": binary}, client=client)
