@@ -1,44 +1,32 @@
 """The HTTP function (target ``complete``): complete a waiting activity from a webhook or API call.
 
-The behaviour (CONTRACT §4) lives in :mod:`completer.events.http`. Settings and the one
-engine client are made at import: a wrong configuration stops the instance at start with
-one sentence, and a warm instance reuses its connection for every request.
+The behaviour (CONTRACT §4) lives in :mod:`completer.events.http`. Settings are checked at
+import: a wrong configuration stops the instance at start with one sentence. The one engine
+connection is opened by the serving worker as soon as gunicorn forks it, and reused.
 """
 
 from __future__ import annotations
 
-import os
-
 import flask
 import functions_framework
 
-from completer.client import default_client
+from completer.client import ProcessClient
 from completer.errors import ConfigurationError
 from completer.events.http import HttpCompleter
 from completer.logs import configure_logging
 from completer.settings import get_settings
 
-http_completer: HttpCompleter
-
-
-def _start() -> None:
-    global http_completer
-    http_completer = HttpCompleter(default_client(), settings=get_settings())
-
-
 configure_logging()
 try:
-    _start()
+    http_completer = HttpCompleter(ProcessClient(), settings=get_settings())
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
-# gunicorn forks its workers after this import: each builds (and warms) its own client.
-os.register_at_fork(after_in_child=_start)
 
 
 @functions_framework.http
 def complete(request: flask.Request) -> flask.Response:
-    """Complete, fail, heartbeat or cancel the activity the JSON body names."""
+    """Complete, fail, heartbeat or cancel the activity the JSON body (or a link) names."""
     answer = http_completer.handle(request)
     return flask.Response(
-        answer.json(), status=answer.status, headers=answer.headers, mimetype="application/json"
+        answer.text(), status=answer.status, headers=answer.headers, mimetype=answer.media_type
     )

@@ -6,6 +6,10 @@ gives them, each before anything later is read or parsed::
     method (405) -> media type (415) -> body limit (413) -> signature (401)
     -> completion request (400) -> completion client -> status and JSON body
 
+Before those, when ``COMPLETER_LINK_SECRET`` is set, a GET or POST carrying a ``link``
+query parameter is a completion link, answered with HTML pages by
+:mod:`completer.events.links_page`.
+
 It takes a werkzeug request (what functions-framework hands a function) and returns an
 :class:`HttpAnswer`; the function only turns that into its framework's response.
 """
@@ -35,6 +39,7 @@ from completer.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from completer.events.links_page import LinkPage, LinkPages
 from completer.models import CompletionOutcome, CompletionRequest, parse_request
 
 if TYPE_CHECKING:
@@ -52,6 +57,7 @@ logger = logging.getLogger("completer.http")
 ALLOWED_METHODS = "POST"
 # RFC 8259 §11: the JSON media type; a charset parameter is tolerated (CONTRACT §4).
 JSON_MEDIA_TYPE = "application/json"
+HTML_MEDIA_TYPE = "text/html"
 # Standard Webhooks specification, "Signature scheme": the three headers a sender sets.
 WEBHOOK_ID = "webhook-id"
 WEBHOOK_TIMESTAMP = "webhook-timestamp"
@@ -82,6 +88,8 @@ class HttpAnswer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    page: str | None = None
+    """An HTML page to send instead of the JSON body (completion links)."""
 
     @classmethod
     def of_error(cls, error: CompleterError) -> HttpAnswer:
@@ -98,9 +106,23 @@ class HttpAnswer:
         """The 200 answer to a successful completion."""
         return cls(200, outcome.to_dict())
 
+    @classmethod
+    def of_page(cls, page: LinkPage) -> HttpAnswer:
+        """An HTML answer to a completion link (:mod:`completer.events.links_page`)."""
+        return cls(page.status, {}, page.headers, page=page.html)
+
     def json(self) -> str:
         """The body as JSON text."""
         return json.dumps(self.body, ensure_ascii=False)
+
+    @property
+    def media_type(self) -> str:
+        """The body's media type: HTML for link pages, else JSON."""
+        return HTML_MEDIA_TYPE if self.page is not None else JSON_MEDIA_TYPE
+
+    def text(self) -> str:
+        """The body to send: the page, or the JSON text."""
+        return self.page if self.page is not None else self.json()
 
 
 class _Webhook(Webhook):
@@ -225,11 +247,18 @@ class HttpCompleter:
         self.client = client
         self.settings = settings
         self.verifier = SignatureVerifier.from_settings(settings)
+        secret = settings.link_secret
+        self.links = (
+            LinkPages(client, secret=secret.get_secret_value()) if secret is not None else None
+        )
 
     def handle(self, request: Request) -> HttpAnswer:
         """Answer one HTTP request; never raises, every outcome becomes an answer."""
         headers = {name.lower(): value for name, value in request.headers.items()}
         request_id = request_id_of(headers)
+        # A link's sealed part is its own authentication, and a browser's form is not JSON.
+        if self.links is not None and self.links.applies_to(request):
+            return HttpAnswer.of_page(self.links.handle(request, request_id=request_id))
         fields: dict[str, Any] = {"request_id": request_id, "method": request.method}
         started: float | None = None
         try:

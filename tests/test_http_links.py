@@ -1,0 +1,381 @@
+"""Completion links on the HTTP function: GET shows a page, only its POST completes.
+
+Apps are built by ``functions_framework.create_app`` from ``functions/http/main.py`` with
+``COMPLETER_LINK_SECRET`` in the environment, against the real Temporal dev server. Every
+test checks that no task token, sealed link or secret reached a log or a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import io
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask.testing import FlaskClient
+from functions_framework import create_app
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ActivityError as TemporalActivityError
+from temporalio.exceptions import ApplicationError
+from werkzeug.test import TestResponse
+
+import completer.client as client_module
+from completer.links import create_link
+from completer.logs import JsonFormatter
+from completer.settings import get_settings
+from tests.support.temporal import TemporalServer, WaitingActivity
+
+pytestmark = pytest.mark.temporal
+
+SOURCE = str(Path(__file__).resolve().parents[1] / "functions" / "http" / "main.py")
+SECRET = base64.urlsafe_b64encode(os.urandom(30)).decode()
+BASE = "https://fn.example/complete"
+WORKER_LOGGERS = ("temporalio.worker", "temporalio.activity")
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+# Task tokens, secrets and sealed links: none may reach a log; only sealed links a page.
+SENSITIVE: set[str] = set()
+SEALED: set[str] = set()
+
+
+def token_forms(token: bytes) -> set[str]:
+    b64 = base64.b64encode(token).decode()
+    return {b64, b64.rstrip("="), base64.urlsafe_b64encode(token).decode().rstrip("="), token.hex()}
+
+
+@dataclass
+class App:
+    client: FlaskClient
+
+    async def get(self, url: str, **kwargs: Any) -> TestResponse:
+        return await asyncio.to_thread(self.client.get, _path(url), **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> TestResponse:
+        return await asyncio.to_thread(self.client.post, _path(url), **kwargs)
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
+    SENSITIVE.clear()
+    SEALED.clear()
+    SENSITIVE.add(SECRET)
+    caplog.set_level(logging.DEBUG)
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    ours = logging.getLogger("completer")
+    previous = ours.level
+    ours.setLevel(logging.DEBUG)
+    ours.addHandler(handler)
+    ours.addHandler(caplog.handler)
+    try:
+        yield lines
+    finally:
+        ours.removeHandler(handler)
+        ours.removeHandler(caplog.handler)
+        ours.setLevel(previous)
+    scanned = [r for r in caplog.records if not r.name.startswith(WORKER_LOGGERS)]
+    text = lines.getvalue() + "\n".join(caplog.handler.format(r) for r in scanned)
+    leaked = sorted(s for s in SENSITIVE if s and s in text)
+    assert not leaked, f"{len(leaked)} sensitive strings reached the logs"
+
+
+@pytest.fixture
+def make_app(
+    temporal_server: TemporalServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., App]]:
+    engines: list[client_module.SyncCompletionClient] = []
+
+    def make(**env: str) -> App:
+        for name in [name for name in os.environ if name.startswith("COMPLETER_")]:
+            monkeypatch.delenv(name)
+        for name, value in {
+            "TEMPORAL_ADDRESS": temporal_server.address,
+            "COMPLETER_RPC_TIMEOUT_SECONDS": "5",
+            **env,
+        }.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        monkeypatch.setattr(client_module, "_default", None)
+        try:
+            app = create_app(target="complete", source=SOURCE)
+        finally:
+            if client_module._default is not None:
+                engines.append(client_module._default)
+        return App(app.test_client())
+
+    yield make
+    for engine in engines:
+        engine.close()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., App]) -> App:
+    return make_app(COMPLETER_LINK_SECRET=SECRET)
+
+
+@pytest.fixture
+def activity(waiting: WaitingActivity) -> WaitingActivity:
+    SENSITIVE.update(token_forms(waiting.task_token))
+    return waiting
+
+
+def approve_link(activity: WaitingActivity, **kwargs: Any) -> str:
+    options: dict[str, Any] = {
+        "secret": SECRET,
+        "choice": "approve",
+        "task_token": activity.token_urlsafe,
+        "result": {"approved": True, "note": "<b>ok</b>"},
+        **kwargs,
+    }
+    url = create_link(BASE, **options)
+    SENSITIVE.add(sealed_of(url))
+    SEALED.add(sealed_of(url))
+    return url
+
+
+def reject_link(activity: WaitingActivity) -> str:
+    url = create_link(
+        BASE,
+        secret=SECRET,
+        choice="reject",
+        workflow_id=activity.workflow_id,
+        activity_id=activity.activity_id,
+        error={"message": "rejected <by> ana", "type": "Rejected", "non_retryable": True},
+    )
+    SENSITIVE.add(sealed_of(url))
+    SEALED.add(sealed_of(url))
+    return url
+
+
+def sealed_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["link"][0]
+
+
+def page_text(response: TestResponse) -> str:
+    assert response.mimetype == "text/html"
+    assert response.mimetype_params.get("charset") == "utf-8"
+    for name, value in PAGE_HEADERS.items():
+        assert response.headers.get(name) == value
+    assert response.headers.get("X-Frame-Options") == "DENY"
+    text = response.get_data(as_text=True)
+    assert text.startswith("<!doctype html>")
+    # The confirmation form repeats the sealed link (the capability the person already
+    # holds); a task token or a secret never appears in any page.
+    for secret in SENSITIVE - SEALED:
+        assert secret not in text
+    return text
+
+
+def form_fields(text: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', text))
+
+
+async def still_waiting(activity: WaitingActivity) -> bool:
+    return await activity.pending_activity() is not None
+
+
+# --- the flow -----------------------------------------------------------------------------
+
+
+async def test_get_shows_a_page_and_completes_nothing(app: App, activity: WaitingActivity):
+    url = approve_link(activity, ttl_seconds=3600)
+    response = await app.get(url)
+    assert response.status_code == 200
+    text = page_text(response)
+    assert '<form method="post">' in text
+    assert "<button type=submit>Approve</button>" in text
+    # The preset result is shown, escaped; the expiry is shown.
+    assert "&lt;b&gt;ok&lt;/b&gt;" in text
+    assert "<b>ok</b>" not in text
+    assert "UTC" in text
+    assert form_fields(text) == {"link": html.escape(sealed_of(url))}
+    # Prefetching scanners GET links, sometimes twice: still waiting.
+    await app.get(url)
+    assert await still_waiting(activity)
+
+
+async def test_post_from_the_page_completes_with_the_preset_result(
+    app: App, activity: WaitingActivity
+):
+    url = approve_link(activity)
+    page = page_text(await app.get(url))
+    response = await app.post(
+        url, data=form_fields(page), headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert response.status_code == 200
+    assert "Done: Approve" in page_text(response)
+    assert await activity.handle.result() == {"approved": True, "note": "<b>ok</b>"}
+
+
+async def test_empty_post_completes_too(
+    app: App, activity: WaitingActivity, no_secrets_in_logs: io.StringIO
+):
+    logs = no_secrets_in_logs
+    response = await app.post(approve_link(activity))
+    assert response.status_code == 200
+    assert await activity.handle.result() == {"approved": True, "note": "<b>ok</b>"}
+    logged = logs.getvalue()
+    assert '"message": "link request answered"' in logged
+    assert '"choice": "approve"' in logged
+    assert '"outcome": "completed"' in logged
+
+
+async def test_reject_link_fails_the_workflow_with_the_preset_error(
+    app: App, activity: WaitingActivity
+):
+    url = reject_link(activity)
+    page = page_text(await app.get(url))
+    assert '<button type=submit class="reject">Reject</button>' in page
+    assert "rejected &lt;by&gt; ana" in page
+    response = await app.post(url, data=form_fields(page))
+    assert response.status_code == 200
+    assert "was rejected" in page_text(response)
+    with pytest.raises(WorkflowFailureError) as info:
+        await activity.handle.result()
+    assert isinstance(info.value.cause, TemporalActivityError)
+    cause = info.value.cause.cause
+    assert isinstance(cause, ApplicationError)
+    assert (cause.message, cause.type, cause.non_retryable) == (
+        "rejected <by> ana",
+        "Rejected",
+        True,
+    )
+
+
+async def test_replayed_post_is_already_used_and_first_result_kept(
+    app: App, activity: WaitingActivity
+):
+    url = approve_link(activity)
+    first = await app.post(url)
+    assert first.status_code == 200
+    second = await app.post(url)
+    assert second.status_code == 404
+    assert "already used" in page_text(second)
+    # Another choice after the first one is refused the same way.
+    third = await app.post(reject_link(activity))
+    assert third.status_code == 404
+    assert await activity.handle.result() == {"approved": True, "note": "<b>ok</b>"}
+
+
+# --- refused links: a 401 page, never 410, nothing completed ------------------------------
+
+
+def tampered(url: str) -> str:
+    sealed = sealed_of(url)
+    flipped = sealed[:30] + ("A" if sealed[30] != "A" else "B") + sealed[31:]
+    return url.replace(sealed, flipped)
+
+
+@pytest.mark.parametrize("case", ["expired", "tampered", "wrong_choice", "wrong_secret"])
+async def test_refused_link_is_a_401_page_on_get_and_post(
+    app: App, activity: WaitingActivity, case: str
+):
+    if case == "expired":
+        url = approve_link(activity, ttl_seconds=60, now=time.time() - 3600)
+        expected = "expired"
+    elif case == "tampered":
+        url = tampered(approve_link(activity))
+        expected = "altered"
+    elif case == "wrong_choice":
+        url = approve_link(activity).replace("choice=approve", "choice=reject")
+        expected = "choice"
+    else:
+        other = base64.urlsafe_b64encode(os.urandom(30)).decode()
+        SENSITIVE.add(other)
+        url = approve_link(activity, secret=other)
+        expected = "altered"
+    for method in (app.get, app.post):
+        response = await method(url)
+        assert response.status_code == 401
+        text = page_text(response)
+        assert "cannot be used" in text
+        assert expected in text
+        assert "<form" not in text
+    assert await still_waiting(activity)
+
+
+async def test_post_from_another_site_or_with_another_link_is_refused(
+    app: App, activity: WaitingActivity, new_waiting: Any
+):
+    url = approve_link(activity)
+    cross = await app.post(
+        url, data={"link": sealed_of(url)}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert cross.status_code == 401
+    other: WaitingActivity = await new_waiting()
+    SENSITIVE.update(token_forms(other.task_token))
+    mixed = await app.post(url, data={"link": sealed_of(approve_link(other))})
+    assert mixed.status_code == 401
+    assert "does not belong" in page_text(mixed)
+    assert await still_waiting(activity)
+    assert await still_waiting(other)
+
+
+async def test_html_in_the_choice_is_escaped(app: App, activity: WaitingActivity):
+    url = approve_link(activity, choice='<script>alert("x")</script>')
+    text = page_text(await app.get(url))
+    assert "<script>" not in text
+    assert "&lt;script&gt;" in text
+
+
+# --- everything else keeps CONTRACT §4 -----------------------------------------------------
+
+
+async def test_links_disabled_get_is_405_json(
+    make_app: Callable[..., App], activity: WaitingActivity
+):
+    app = make_app()
+    url = approve_link(activity)
+    response = await app.get(url)
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+    form_post = await app.post(url, data={"link": sealed_of(url)})
+    assert form_post.status_code == 415
+    assert await still_waiting(activity)
+
+
+async def test_without_link_parameter_the_json_api_is_unchanged(
+    app: App, activity: WaitingActivity
+):
+    get = await asyncio.to_thread(app.client.get, "/")
+    assert get.status_code == 405
+    assert get.get_json()["error"]["code"] == "method_not_allowed"
+    form = await asyncio.to_thread(app.client.post, "/", data={"a": "b"})
+    assert form.status_code == 415
+    body = {"task_token": activity.token_b64, "result": 1}
+    done = await asyncio.to_thread(app.client.post, "/", json=body)
+    assert (done.status_code, done.get_json()) == (200, {"status": "completed"})
+    assert await activity.handle.result() == 1
+
+
+async def test_links_bypass_webhook_signatures_only_for_link_requests(
+    make_app: Callable[..., App], activity: WaitingActivity
+):
+    signing = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    SENSITIVE.update({signing, signing.removeprefix("whsec_")})
+    app = make_app(COMPLETER_LINK_SECRET=SECRET, COMPLETER_SIGNING_SECRETS=signing)
+    unsigned = await asyncio.to_thread(
+        app.client.post, "/", json={"task_token": activity.token_b64, "result": 1}
+    )
+    assert unsigned.status_code == 401
+    assert unsigned.mimetype == "application/json"
+    response = await app.post(approve_link(activity))
+    assert response.status_code == 200
+    assert await activity.handle.result() == {"approved": True, "note": "<b>ok</b>"}
