@@ -51,8 +51,8 @@ variable "timeout" {
 
 variable "reserved_concurrent_executions" {
   type        = number
-  description = "Concurrency reserved for (and capping) the function; -1 for unreserved."
-  default     = 10
+  description = "Concurrency reserved for (and capping) the function, e.g. 10; -1 (default) leaves it unreserved, since new accounts cannot reserve below their 10-execution minimum."
+  default     = -1
 }
 
 variable "backend" {

@@ -209,7 +209,7 @@ resource "google_cloud_run_service_iam_member" "http_invoker" {
 
   project  = var.project_id
   location = var.region
-  service  = google_cloudfunctions2_function.http[0].service_config[0].service
+  service  = google_cloudfunctions2_function.http[0].name # the service is named like the function
   role     = "roles/run.invoker"
   member   = each.value
 }
@@ -280,7 +280,7 @@ resource "google_cloud_run_service_iam_member" "pubsub_trigger_invoker" {
 
   project  = var.project_id
   location = var.region
-  service  = google_cloudfunctions2_function.pubsub[0].service_config[0].service
+  service  = google_cloudfunctions2_function.pubsub[0].name # the service is named like the function
   role     = "roles/run.invoker"
   member   = google_service_account.pubsub_trigger[0].member
 }
