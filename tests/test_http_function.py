@@ -163,11 +163,9 @@ def make_app(
         # Settings and the engine client are per process; start this "process" afresh.
         get_settings.cache_clear()
         monkeypatch.setattr(client_module, "_default", None)
-        try:
-            app = create_app(target="complete", source=SOURCE)
-        finally:
-            if client_module._default is not None:
-                engines.append(client_module._default)
+        app = create_app(target="complete", source=SOURCE)
+        # What the serving worker does right after gunicorn forks it: open the connection.
+        engines.append(client_module.default_client())
         return App(app.test_client(), engines[-1])
 
     yield make
@@ -709,7 +707,6 @@ async def test_no_token_or_secret_in_logs_on_any_path(
 ):
     secret = new_secret()
     app = make_app(COMPLETER_SIGNING_SECRETS=secret, COMPLETER_MAX_PAYLOAD_BYTES="2000")
-    down = make_app(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
     activity = await new_activity()
     token = activity.token_b64
 
@@ -729,8 +726,12 @@ async def test_no_token_or_secret_in_logs_on_any_path(
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "action": "heartbeat"}),
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "result": 1}),
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "result": 1}),
-        await send(down, {"task_token": TOKEN_PLACEHOLDER, "result": 1}, sign_with=None),
     ]
+    # One engine client per process: the unreachable-engine "process" comes after.
+    down = make_app(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
+    statuses.append(
+        await send(down, {"task_token": TOKEN_PLACEHOLDER, "result": 1}, sign_with=None)
+    )
     assert statuses == [401, 401, 400, 400, 400, 413, 409, 200, 200, 404, 503]
     logged = no_secrets_in_logs.getvalue()
     assert logged.count("completion request answered") == len(statuses)

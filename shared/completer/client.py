@@ -35,7 +35,13 @@ if TYPE_CHECKING:
 
     from completer.backends.base import Backend, Target
 
-__all__ = ["CompletionClient", "SyncCompletionClient", "default_client", "describe_activity"]
+__all__ = [
+    "CompletionClient",
+    "ProcessClient",
+    "SyncCompletionClient",
+    "default_client",
+    "describe_activity",
+]
 
 logger = logging.getLogger("completer")
 
@@ -331,14 +337,45 @@ def default_client() -> SyncCompletionClient:
     return _default
 
 
+_warm_after_fork = False
+
+
+class ProcessClient:
+    """The completion client of a function entry point that a server may fork.
+
+    functions-framework (gunicorn) imports the function, then forks its worker. An engine
+    connection made before the fork is useless in the worker (gRPC and Temporal's runtime
+    do not survive fork), and a gRPC channel opened in the parent even breaks the child's.
+    So building this only checks the configuration (a wrong value fails at start), and
+    the connection is made by the process that serves: at once after a fork, or on first
+    use in a process that never forks.
+    """
+
+    def __init__(self) -> None:
+        """Check the settings and the backend's configuration now, without connecting.
+
+        Raises:
+            ConfigurationError: The configuration is wrong.
+        """
+        global _warm_after_fork
+        self.settings = get_settings()
+        create_backend(self.settings)
+        _warm_after_fork = True
+
+    def execute(self, request: CompletionRequest) -> CompletionOutcome:
+        """Carry out one completion request over this process's one connection."""
+        return default_client().execute(request)
+
+
 def _forget_default_after_fork() -> None:
-    # gunicorn (functions-framework) imports the function, then forks workers: a child
-    # inherits the client but not its loop thread. Drop it; the child builds its own.
+    # A forked child inherits the client but not its loop thread: drop it, build its own.
     global _default, _default_lock
     if _default is not None:
         _default._closed = True  # its thread is gone; closing it would only wait
     _default = None
     _default_lock = threading.Lock()
+    if _warm_after_fork:
+        default_client()  # starts connecting in the background, before the first request
 
 
 os.register_at_fork(after_in_child=_forget_default_after_fork)
