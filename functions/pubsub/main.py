@@ -12,8 +12,7 @@ from typing import Any
 
 import functions_framework
 
-from completer.backends import create_backend
-from completer.client import default_client, describe_activity
+from completer.client import ProcessClient, describe_activity
 from completer.deadletter import dead_letter_topic
 from completer.errors import (
     ActivityNotFound,
@@ -31,8 +30,8 @@ configure_logging()
 logger = logging.getLogger("completer.pubsub")
 
 try:
-    # Fail at start, not on the first message; the engine client itself is made per worker.
-    create_backend(get_settings())
+    # Fail at start, not on the first message; the serving worker opens the connection.
+    engine = ProcessClient()
     dead_letters = dead_letter_topic(get_settings())
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
@@ -49,7 +48,7 @@ def complete(event: Any) -> None:
     try:
         request = message.completion_request()
         fields.update(activity=describe_activity(request), action=request.action.value)
-        outcome = default_client().execute(request)
+        outcome = engine.execute(request)
     except TransientError as exc:
         logger.warning("message will be redelivered", extra=_log(fields, message, exc.code))
         raise
