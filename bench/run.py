@@ -1,0 +1,379 @@
+"""`make bench`: run every measurement side by side in one run and write bench/results/.
+
+    python -m bench.run                 # the full run (what `make bench` does)
+    python -m bench.run --size smoke    # tiny counts: checks the harness in seconds
+    python -m bench.run --only http,cold --out /tmp/bench
+
+Starts its own Temporal dev server, moto server and (when installed) Pub/Sub emulator on free
+127.0.0.1 ports, and stops them at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.temporal import connect_when_ready
+
+from bench import cold, http_bench, paths, report
+from bench.harness import (
+    HTTP_MAIN,
+    NAIVE_MAIN,
+    PUBSUB_MAIN,
+    ROOT,
+    S3_MAIN,
+    base_env,
+    dev_server,
+    function_server,
+    load_average,
+    machine,
+)
+from bench.tokens import make_tokens
+
+PHASES = ("imports", "cold", "http", "naive", "gunicorn", "pubsub", "s3")
+
+
+@dataclass(frozen=True)
+class Size:
+    latency: int
+    latency_block: int
+    levels: tuple[int, ...]
+    throughput: int
+    gunicorn: int
+    naive_latency: int
+    naive_levels: tuple[int, ...]
+    naive_throughput: int
+    cold_repeats: int
+    import_repeats: int
+    http_memory_total: int
+    pubsub_messages: int
+    pubsub_memory: tuple[int, ...]
+    s3_uploads: int
+    s3_memory: tuple[int, ...]
+
+
+SIZES = {
+    "full": Size(
+        latency=2000,
+        latency_block=200,
+        levels=(1, 8, 32, 64),
+        throughput=800,
+        gunicorn=600,
+        naive_latency=300,
+        naive_levels=(8, 32),
+        naive_throughput=300,
+        cold_repeats=5,
+        import_repeats=3,
+        http_memory_total=10_000,
+        pubsub_messages=500,
+        pubsub_memory=(1000, 10_000),
+        s3_uploads=300,
+        s3_memory=(1000, 5000),
+    ),
+    "quick": Size(
+        latency=600,
+        latency_block=200,
+        levels=(1, 8, 32, 64),
+        throughput=400,
+        gunicorn=300,
+        naive_latency=100,
+        naive_levels=(8, 32),
+        naive_throughput=100,
+        cold_repeats=3,
+        import_repeats=1,
+        http_memory_total=3000,
+        pubsub_messages=200,
+        pubsub_memory=(1000, 2000),
+        s3_uploads=100,
+        s3_memory=(300, 1000),
+    ),
+    "smoke": Size(
+        latency=40,
+        latency_block=20,
+        levels=(1, 8),
+        throughput=30,
+        gunicorn=20,
+        naive_latency=5,
+        naive_levels=(8,),
+        naive_throughput=10,
+        cold_repeats=1,
+        import_repeats=1,
+        http_memory_total=150,
+        pubsub_messages=10,
+        pubsub_memory=(50,),
+        s3_uploads=10,
+        s3_memory=(20, 40),
+    ),
+}
+
+GUNICORN_SETTINGS: list[dict[str, str]] = [{"WORKERS": "2"}, {"THREADS": "32"}, {"THREADS": "2"}]
+
+
+def tokens_needed(size: Size, phases: set[str]) -> int:
+    need = 0
+    if "cold" in phases:
+        need += 5 * size.cold_repeats + 10
+    if "http" in phases:
+        need += 2 * (size.latency + 20) + 2 * size.throughput * len(size.levels)
+    if "naive" in phases:
+        need += 5 + size.naive_latency + size.naive_throughput * len(size.naive_levels)
+    if "gunicorn" in phases:
+        need += len(GUNICORN_SETTINGS) * (2 * size.gunicorn + 16)
+    if "pubsub" in phases:
+        need += 2 * size.pubsub_messages + 60
+    if "s3" in phases:
+        need += 2 * size.s3_uploads
+    return need
+
+
+class TokenPool:
+    def __init__(self, tokens: list[bytes]) -> None:
+        self._tokens = tokens
+        self.used: list[bytes] = []
+
+    def take(self, count: int) -> list[bytes]:
+        if count > len(self._tokens):
+            raise RuntimeError(f"the bench ran out of waiting activities ({count} wanted)")
+        taken, self._tokens = self._tokens[:count], self._tokens[count:]
+        self.used += taken
+        return taken
+
+
+async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "size": next(name for name, s in SIZES.items() if s == size),
+        "counts": asdict(size),
+        "machine": machine(),
+        "load_average_start": load_average(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    print(f"machine: {json.dumps(results['machine'])}", flush=True)
+    print(f"load average: {results['load_average_start']}", flush=True)
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(dev_server(logs))
+        address = server.address
+        client = await connect_when_ready(address)
+        moto = stack.enter_context(paths.moto_server(logs)) if {"cold", "s3"} & phases else None
+        emulator_task = None
+        if "pubsub" in phases:
+            emulator_task = asyncio.create_task(asyncio.to_thread(_start_emulator, stack, logs))
+        need = tokens_needed(size, phases)
+        made = time.perf_counter()
+        pool = TokenPool(await make_tokens(client, need))
+        made = time.perf_counter() - made
+        results["waiting_activities"] = {"count": need, "seconds": round(made, 1)}
+        print(f"{need} waiting activities in {made:.1f} s", flush=True)
+
+        uploads = None
+        s3_keys: list[str] = []
+        cold_keys: list[str] = []
+        if moto is not None:
+            cold_keys = [f"cold-{i}.json" for i in range(size.cold_repeats)]
+            s3_keys = [f"upload-{i}.json" for i in range(size.s3_uploads)] if "s3" in phases else []
+            keyed = dict(
+                zip(cold_keys + s3_keys, pool.take(len(cold_keys) + len(s3_keys)), strict=True)
+            )
+            uploads = await asyncio.to_thread(paths.make_uploads, moto, keyed)
+
+        if "imports" in phases:
+            print("== import cost", flush=True)
+            aws = moto.env if moto else {}
+            results["imports"] = {
+                name: cold.import_cost(
+                    target, base_env(address, **aws), repeats=size.import_repeats
+                )
+                for name, target in [
+                    ("floor", "temporalio.client"),
+                    ("http", str(HTTP_MAIN)),
+                    ("pubsub", str(PUBSUB_MAIN)),
+                    ("s3", str(S3_MAIN)),
+                ]
+            }
+            for name, entry in results["imports"].items():
+                print(f"  import {name}: {entry}", flush=True)
+
+        if "cold" in phases:
+            print("== cold start", flush=True)
+            assert moto is not None
+            assert uploads is not None
+            tokens = pool.take(4 * size.cold_repeats)
+            s3_events = [json.loads(uploads.messages[key]["Body"]) for key in cold_keys]
+            runs = {
+                "floor": lambda i: cold.floor_once(address, tokens[i]),
+                "http": lambda i: cold.http_once(
+                    address, tokens[size.cold_repeats + i], logs / f"cold-http-{i}.log"
+                ),
+                "pubsub": lambda i: cold.pubsub_once(
+                    address, tokens[2 * size.cold_repeats + i], logs / f"cold-pubsub-{i}.log"
+                ),
+                "naive": lambda i: cold.http_once(
+                    address,
+                    tokens[3 * size.cold_repeats + i],
+                    logs / f"cold-naive-{i}.log",
+                    source=NAIVE_MAIN,
+                ),
+                "s3": lambda i: cold.s3_once(
+                    address, moto.env, s3_events[i], logs / f"cold-s3-{i}.log"
+                ),
+            }
+            results["cold_start"] = await asyncio.to_thread(
+                cold.cold_starts, runs, repeats=size.cold_repeats
+            )
+
+        if {"http", "naive"} & phases:
+            with function_server(HTTP_MAIN, base_env(address), logs / "http-function.log") as http:
+                counter = http_bench.HttpCounter(http)
+                http_pid = http.worker_pid()
+                results["http_worker"] = {
+                    "pid": http_pid,
+                    "threads_default": 4 * (os.cpu_count() or 1),
+                }
+                mark = len(pool.used)
+                if "http" in phases:
+                    print("== warm latency", flush=True)
+                    results["latency"] = await http_bench.warm_latency(
+                        client,
+                        http.port,
+                        pool.take,
+                        count=size.latency,
+                        block=size.latency_block,
+                        counter=counter,
+                    )
+                    print(f"  latency http {results['latency']['http']}", flush=True)
+                    print(f"  latency direct {results['latency']['direct']}", flush=True)
+                    print(f"  ratio {results['latency']['ratio']}", flush=True)
+                    print("== throughput", flush=True)
+                    results["throughput"] = await http_bench.throughput(
+                        client,
+                        http.port,
+                        pool.take,
+                        levels=size.levels,
+                        count=size.throughput,
+                        counter=counter,
+                    )
+                if "naive" in phases and "http" in phases:
+                    print("== naive function", flush=True)
+                    results["naive"] = await http_bench.naive(
+                        client,
+                        address,
+                        pool.take,
+                        logs,
+                        latency_count=size.naive_latency,
+                        levels=size.naive_levels,
+                        count=size.naive_throughput,
+                        ours=results["latency"]["http"],
+                        ours_throughput=results["throughput"],
+                    )
+                if "http" in phases:
+                    print("== HTTP function memory", flush=True)
+                    # Tokens the latency phase completed: later requests get activity_not_found.
+                    completed = pool.used[mark : mark + 500]
+                    await http_bench.memory_top_up(
+                        counter,
+                        completed,
+                        first=min(1000, size.http_memory_total // 2),
+                        total=size.http_memory_total,
+                        concurrency=8,
+                    )
+                    results["memory_http"] = counter.samples
+
+        if "gunicorn" in phases:
+            print("== gunicorn settings", flush=True)
+            results["gunicorn"] = await http_bench.gunicorn_settings(
+                client,
+                address,
+                pool.take,
+                logs,
+                settings=GUNICORN_SETTINGS,
+                concurrency=32,
+                count=size.gunicorn,
+            )
+
+        if "pubsub" in phases:
+            print("== Pub/Sub path", flush=True)
+            assert emulator_task is not None
+            emulator = await emulator_task
+            if isinstance(emulator, str):
+                results["pubsub"] = {"skipped": emulator}
+                print(f"  skipped: {emulator}", flush=True)
+            else:
+                results["pubsub"] = await paths.pubsub_path(
+                    client,
+                    address,
+                    emulator,
+                    pool.take,
+                    logs,
+                    count=size.pubsub_messages,
+                    memory_counts=size.pubsub_memory,
+                    direct_concurrency=8,
+                )
+
+        if "s3" in phases:
+            print("== S3 path", flush=True)
+            assert moto is not None
+            assert uploads is not None
+            results["s3"] = await paths.s3_path(
+                client,
+                address,
+                moto,
+                uploads,
+                s3_keys,
+                pool.take,
+                logs,
+                memory_counts=size.s3_memory,
+            )
+
+    results["load_average_end"] = load_average()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def _start_emulator(stack: contextlib.ExitStack, logs: Path) -> Any:
+    from tests.support.pubsub import emulator_binary, pubsub_emulator
+
+    if emulator_binary() is None:
+        return "the Pub/Sub emulator is not installed (gcloud component pubsub-emulator)"
+    return stack.enter_context(pubsub_emulator(logs))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--only", default=",".join(PHASES), help=f"comma list of {PHASES}")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    phases = {p.strip() for p in args.only.split(",") if p.strip()}
+    unknown = phases - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases: {sorted(unknown)}")
+    if "naive" in phases:
+        phases.add("http")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="completer-bench-") as tmp:
+        logs = Path(tmp)
+        try:
+            results = asyncio.run(bench(SIZES[args.size], phases, args.out, logs))
+        except BaseException:
+            print(f"bench failed; logs were in {logs}:", file=sys.stderr)
+            for log in sorted(logs.glob("*.log")):
+                print(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}", file=sys.stderr)
+            raise
+    written = report.write(results, args.out)
+    print("\n" + written["markdown"].read_text())
+    for path in written.values():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
