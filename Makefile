@@ -61,5 +61,14 @@ tf-fmt: $(STAMP) ## terraform fmt -recursive terraform/ (Terraform from libterra
 tf-validate: $(STAMP) ## terraform init -backend=false + validate in each example (needs the Terraform registry)
 	$(PY) packaging/tf.py validate
 
+.PHONY: bench
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## Measure the functions against the SDK called directly; writes bench/results/
+	$(PY) -m bench.run
+
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache dist build
