@@ -12,7 +12,7 @@ LAMBDA_ARCH ?= x86_64
 LAMBDA_BACKENDS ?= temporal,stepfunctions
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format check clean checkov package tf-fmt tf-validate
+.PHONY: help install run demo test lint format check clean checkov package tf-fmt tf-validate
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
 
-run: $(STAMP) ## Run the HTTP function against an embedded Temporal dev server
-	$(PY) -m completer.devserver
+run: $(STAMP) ## The whole stack on 127.0.0.1: Temporal (+UI), HTTP, Pub/Sub and S3 functions, a worker
+	$(VENV)/bin/completer dev
+
+demo: $(STAMP) ## Complete one workflow through each trigger end to end; exit 0 only if all worked
+	$(VENV)/bin/completer demo
 
 test: $(STAMP) ## Run the whole test suite (starts Temporal, emulators and moto itself)
 	$(PY) -m pytest

