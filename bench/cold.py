@@ -72,7 +72,7 @@ def http_once(address: str, token: bytes, log: Path, *, source: Path = HTTP_MAIN
     return took
 
 
-def pubsub_push_body(token: bytes, n: int, *, subscription: str = "bench") -> bytes:
+def pubsub_push_body(token: bytes, n: int) -> bytes:
     """The raw push request Pub/Sub sends (functions-framework converts it to a CloudEvent)."""
     message_id = uuid.uuid4().hex
     return json.dumps(
@@ -83,7 +83,7 @@ def pubsub_push_body(token: bytes, n: int, *, subscription: str = "bench") -> by
                 "messageId": message_id,
                 "publishTime": "2026-01-01T00:00:00.000Z",
             },
-            "subscription": f"projects/completer-bench/subscriptions/{subscription}",
+            "subscription": "projects/completer-bench/subscriptions/bench",
         }
     ).encode()
 

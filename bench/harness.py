@@ -126,6 +126,12 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_mib(pid: int) -> dict[str, float]:
     """VmRSS (now) and VmHWM (peak) of a process, in MiB."""
     values: dict[str, float] = {}
@@ -142,6 +148,7 @@ def memory_mib(pid: int) -> dict[str, float]:
 @dataclass
 class DevServer:
     address: str
+    pid: int
 
 
 @contextlib.contextmanager
@@ -156,7 +163,7 @@ def dev_server(log_dir: Path) -> Iterator[DevServer]:
     argv += ["--metrics-port", str(free_port()), "--log-level", "error"]
     with running(argv, log_path=log_dir / "temporal.log") as process:
         wait_for_port(port, timeout=60, process=process)
-        yield DevServer(address=f"127.0.0.1:{port}")
+        yield DevServer(address=f"127.0.0.1:{port}", pid=process.pid)
 
 
 # --- function processes -------------------------------------------------------------------
@@ -277,6 +284,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
     def count(self, status: int | str) -> None:
         self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1

@@ -4,7 +4,9 @@ the naive connect-per-request function, and the worker's memory."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,10 @@ from temporalio.client import Client
 from bench.harness import (
     HTTP_MAIN,
     NAIVE_MAIN,
-    FunctionServer,
     Run,
     base_env,
     completion_body,
+    cpu_seconds,
     direct_run,
     function_server,
     http_run,
@@ -37,26 +39,8 @@ def all_ok(run: Run, ok: str) -> dict[str, int]:
     return run.statuses
 
 
-class HttpCounter:
-    """Counts the completions sent to one function process, to sample its memory on time."""
-
-    def __init__(self, server: FunctionServer) -> None:
-        self.server = server
-        self.sent = 0
-        self.samples: list[dict[str, Any]] = []
-
-    def add(self, run: Run) -> None:
-        self.sent += len(run.latencies)
-
-    def sample(self, label: str) -> dict[str, Any]:
-        entry = {"label": label, "completions": self.sent, **self.server.worker_memory()}
-        self.samples.append(entry)
-        print(f"  memory after {self.sent} requests ({label}): {entry}", flush=True)
-        return entry
-
-
 async def warm_latency(
-    client: Client, port: int, take: Take, *, count: int, block: int, counter: HttpCounter
+    client: Client, port: int, take: Take, *, count: int, block: int
 ) -> dict[str, Any]:
     """Sequential completions, HTTP and direct alternating in blocks (drift hits both)."""
     http_all, direct_all = Run(), Run()
@@ -72,10 +56,7 @@ async def warm_latency(
             whole.latencies += part.latencies
             for status, n in part.statuses.items():
                 whole.statuses[status] = whole.statuses.get(status, 0) + n
-        counter.add(http)
         done += size
-        if counter.sent >= 1000 and not counter.samples:
-            counter.sample("warm latency")
     result: dict[str, Any] = {
         "http": {**summary_ms(http_all.latencies), "answers": all_ok(http_all, "200")},
         "direct": {**summary_ms(direct_all.latencies), "answers": all_ok(direct_all, "ok")},
@@ -90,13 +71,41 @@ async def warm_latency(
     return result
 
 
+@dataclass
+class CpuMeter:
+    """CPU milliseconds per completion of the processes on the path (2 cores are shared)."""
+
+    pids: dict[str, int]
+
+    def read(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    @staticmethod
+    def per_completion(
+        before: dict[str, float], after: dict[str, float], count: int
+    ) -> dict[str, float]:
+        return {name: round((after[name] - before[name]) * 1000 / count, 3) for name in before}
+
+
 async def throughput_pair(
-    client: Client, port: int, take: Take, *, concurrency: int, count: int
+    client: Client,
+    port: int,
+    take: Take,
+    *,
+    concurrency: int,
+    count: int,
+    meter: CpuMeter | None = None,
 ) -> tuple[Run, Run]:
+    start = meter.read() if meter else {}
     http = await asyncio.to_thread(http_run, port, bodies(take(count)), concurrency=concurrency)
+    middle = meter.read() if meter else {}
     direct = await direct_run(client, take(count), concurrency=concurrency)
+    end = meter.read() if meter else {}
     all_ok(http, "200")
     all_ok(direct, "ok")
+    if meter:
+        http.cpu_ms = meter.per_completion(start, middle, count)
+        direct.cpu_ms = meter.per_completion(middle, end, count)
     return http, direct
 
 
@@ -107,14 +116,15 @@ async def throughput(
     *,
     levels: Sequence[int],
     count: int,
-    counter: HttpCounter,
+    function_pid: int,
+    server_pid: int,
 ) -> list[dict[str, Any]]:
+    meter = CpuMeter({"function": function_pid, "temporal": server_pid, "bench": os.getpid()})
     rows = []
     for concurrency in levels:
         http, direct = await throughput_pair(
-            client, port, take, concurrency=concurrency, count=count
+            client, port, take, concurrency=concurrency, count=count, meter=meter
         )
-        counter.add(http)
         row = {
             "concurrency": concurrency,
             "completions": count,
@@ -123,6 +133,7 @@ async def throughput(
             "ratio": ratio(http.rate, direct.rate),
             "http_p50_ms": summary_ms(http.latencies)["p50"],
             "direct_p50_ms": summary_ms(direct.latencies)["p50"],
+            "cpu_ms_per_completion": {"http": http.cpu_ms, "direct": direct.cpu_ms},
         }
         print(f"  throughput {row}", flush=True)
         rows.append(row)
@@ -206,41 +217,3 @@ async def naive(
     }
     print(f"  naive {result['latency']} {rows}", flush=True)
     return result
-
-
-async def memory_top_up(
-    counter: HttpCounter,
-    completed: Sequence[bytes],
-    *,
-    first: int,
-    total: int,
-    concurrency: int,
-) -> None:
-    """Drive the function to ``total`` requests with already-completed tokens (404 answers
-    still parse, call Temporal and map the answer: the whole path)."""
-    if counter.sent < first:
-        run = await asyncio.to_thread(
-            http_run,
-            counter.server.port,
-            bodies(_cycle(completed, first - counter.sent)),
-            concurrency=concurrency,
-        )
-        counter.add(run)
-    if not counter.samples:
-        counter.sample("first")
-    counter.sample("before top-up")
-    missing = total - counter.sent
-    if missing > 0:
-        run = await asyncio.to_thread(
-            http_run,
-            counter.server.port,
-            bodies(_cycle(completed, missing)),
-            concurrency=concurrency,
-        )
-        counter.add(run)
-        print(f"  top-up answers {run.statuses}", flush=True)
-    counter.sample("final")
-
-
-def _cycle(items: Sequence[bytes], count: int) -> list[bytes]:
-    return [items[i % len(items)] for i in range(count)]

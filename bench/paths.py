@@ -23,7 +23,6 @@ from botocore.config import Config
 from temporalio.client import Client
 from tests.support.services import free_port, running, venv_tool, wait_for_port
 
-from bench.cold import pubsub_push_body
 from bench.harness import (
     PUBSUB_MAIN,
     PYTHON,
@@ -32,7 +31,6 @@ from bench.harness import (
     base_env,
     direct_run,
     function_server,
-    http_run,
     log_entries,
     memory_mib,
     ratio,
@@ -62,7 +60,6 @@ async def pubsub_path(
     logs: Path,
     *,
     count: int,
-    memory_counts: Sequence[int],
     direct_concurrency: int,
 ) -> dict[str, Any]:
     from google.pubsub_v1.types import PubsubMessage
@@ -96,7 +93,6 @@ async def pubsub_path(
         elapsed = max(done) - started
         delivered = len(done) - 1
         direct = await direct_run(client, take(count), concurrency=direct_concurrency)
-        memory = await _pubsub_memory(client, server, take, memory_counts, sent=delivered + 1)
     result = {
         "messages": count,
         "completed": delivered,
@@ -105,32 +101,9 @@ async def pubsub_path(
         "direct_per_s": direct.rate,
         "direct_concurrency": direct_concurrency,
         "ratio": ratio(delivered / elapsed if elapsed else 0.0, direct.rate),
-        "memory": memory,
     }
     print(f"  pubsub {result}", flush=True)
     return result
-
-
-async def _pubsub_memory(
-    client: Client, server: Any, take: Take, counts: Sequence[int], *, sent: int
-) -> list[dict[str, Any]]:
-    """Raw push requests straight to the function (no emulator: faster), with completed
-    tokens: ``activity_not_found`` answers take the whole path and are acknowledged."""
-    completed = take(50)
-    await direct_run(client, completed, concurrency=8)
-    samples = []
-    for target in counts:
-        missing = target - sent
-        if missing > 0:
-            bodies = [
-                pubsub_push_body(completed[i % len(completed)], i, subscription=f"m{i}")
-                for i in range(missing)
-            ]
-            run = await asyncio.to_thread(http_run, server.port, bodies, concurrency=8)
-            sent += len(run.latencies)
-        samples.append({"completions": sent, **server.worker_memory()})
-        print(f"  pubsub memory {samples[-1]}", flush=True)
-    return samples
 
 
 def _b64(token: bytes) -> str:

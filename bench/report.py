@@ -77,12 +77,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         if len(samples) > 1 and first.get("peak_rss"):
             growth = last["peak_rss"] / first["peak_rss"] - 1
+            now = last["rss"] / first["rss"] - 1
             rows.append(
                 {
                     "what": f"peak RSS growth, {name}, {first['completions']} → "
                     f"{last['completions']}",
                     "target": f"≤ {TARGET_GROWTH:.0%}",
-                    "measured": f"{growth:+.1%} ({first['peak_rss']} → {last['peak_rss']} MiB)",
+                    "measured": f"{growth:+.1%} ({first['peak_rss']} → {last['peak_rss']} MiB; "
+                    f"current RSS {now:+.1%})",
                     "ok": growth <= TARGET_GROWTH,
                 }
             )
@@ -103,8 +105,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def memory_series(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {
-        "HTTP function (gunicorn worker)": results.get("memory_http", []),
-        "Pub/Sub function (gunicorn worker)": results.get("pubsub", {}).get("memory", []),
+        "HTTP function (gunicorn worker)": results.get("memory", {}).get("http", []),
+        "Pub/Sub function (gunicorn worker)": results.get("memory", {}).get("pubsub", []),
         "S3 function (handler process)": results.get("s3", {}).get("memory", []),
     }
 
@@ -157,13 +159,18 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "## Throughput (completions/s)",
             "",
-            "| concurrency | HTTP function | direct | ratio | HTTP p50 ms | direct p50 ms |",
-            "|---|---|---|---|---|---|",
+            "| concurrency | HTTP function | direct | ratio | HTTP p50 ms | direct p50 ms "
+            "| CPU ms per completion, HTTP: function / Temporal / load | direct: Temporal / "
+            "client |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in results["throughput"]:
+            http, direct = r["cpu_ms_per_completion"]["http"], r["cpu_ms_per_completion"]["direct"]
             lines.append(
                 f"| {r['concurrency']} | {r['http_per_s']} | {r['direct_per_s']} | {r['ratio']}x "
-                f"| {r['http_p50_ms']} | {r['direct_p50_ms']} |"
+                f"| {r['http_p50_ms']} | {r['direct_p50_ms']} "
+                f"| {http['function']} / {http['temporal']} / {http['bench']} "
+                f"| {direct['temporal']} / {direct['bench']} |"
             )
     if results.get("gunicorn"):
         lines += [

@@ -24,7 +24,7 @@ from typing import Any
 
 from tests.support.temporal import connect_when_ready
 
-from bench import cold, http_bench, paths, report
+from bench import cold, http_bench, memory, paths, report
 from bench.harness import (
     HTTP_MAIN,
     NAIVE_MAIN,
@@ -32,6 +32,7 @@ from bench.harness import (
     ROOT,
     S3_MAIN,
     base_env,
+    completion_body,
     dev_server,
     function_server,
     load_average,
@@ -39,7 +40,7 @@ from bench.harness import (
 )
 from bench.tokens import make_tokens
 
-PHASES = ("imports", "cold", "http", "naive", "gunicorn", "pubsub", "s3")
+PHASES = ("imports", "cold", "http", "naive", "gunicorn", "memory", "pubsub", "s3")
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,8 @@ class Size:
     naive_throughput: int
     cold_repeats: int
     import_repeats: int
-    http_memory_total: int
+    memory: tuple[int, ...]
     pubsub_messages: int
-    pubsub_memory: tuple[int, ...]
     s3_uploads: int
     s3_memory: tuple[int, ...]
 
@@ -73,9 +73,8 @@ SIZES = {
         naive_throughput=300,
         cold_repeats=5,
         import_repeats=3,
-        http_memory_total=10_000,
+        memory=(1000, 2500, 5000, 10_000),
         pubsub_messages=500,
-        pubsub_memory=(1000, 10_000),
         s3_uploads=300,
         s3_memory=(1000, 5000),
     ),
@@ -90,9 +89,8 @@ SIZES = {
         naive_throughput=100,
         cold_repeats=3,
         import_repeats=1,
-        http_memory_total=3000,
+        memory=(1000, 3000),
         pubsub_messages=200,
-        pubsub_memory=(1000, 2000),
         s3_uploads=100,
         s3_memory=(300, 1000),
     ),
@@ -107,9 +105,8 @@ SIZES = {
         naive_throughput=10,
         cold_repeats=1,
         import_repeats=1,
-        http_memory_total=150,
+        memory=(50, 100),
         pubsub_messages=10,
-        pubsub_memory=(50,),
         s3_uploads=10,
         s3_memory=(20, 40),
     ),
@@ -128,8 +125,10 @@ def tokens_needed(size: Size, phases: set[str]) -> int:
         need += 5 + size.naive_latency + size.naive_throughput * len(size.naive_levels)
     if "gunicorn" in phases:
         need += len(GUNICORN_SETTINGS) * (2 * size.gunicorn + 16)
+    if "memory" in phases:
+        need += 2 * memory.fresh_needed(size.memory)
     if "pubsub" in phases:
-        need += 2 * size.pubsub_messages + 60
+        need += 2 * size.pubsub_messages + 10
     if "s3" in phases:
         need += 2 * size.s3_uploads
     return need
@@ -232,13 +231,8 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
 
         if {"http", "naive"} & phases:
             with function_server(HTTP_MAIN, base_env(address), logs / "http-function.log") as http:
-                counter = http_bench.HttpCounter(http)
                 http_pid = http.worker_pid()
-                results["http_worker"] = {
-                    "pid": http_pid,
-                    "threads_default": 4 * (os.cpu_count() or 1),
-                }
-                mark = len(pool.used)
+                results["http_worker"] = {"threads_default": 4 * (os.cpu_count() or 1)}
                 if "http" in phases:
                     print("== warm latency", flush=True)
                     results["latency"] = await http_bench.warm_latency(
@@ -247,7 +241,6 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                         pool.take,
                         count=size.latency,
                         block=size.latency_block,
-                        counter=counter,
                     )
                     print(f"  latency http {results['latency']['http']}", flush=True)
                     print(f"  latency direct {results['latency']['direct']}", flush=True)
@@ -259,7 +252,8 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                         pool.take,
                         levels=size.levels,
                         count=size.throughput,
-                        counter=counter,
+                        function_pid=http_pid,
+                        server_pid=server.pid,
                     )
                 if "naive" in phases and "http" in phases:
                     print("== naive function", flush=True)
@@ -274,18 +268,6 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                         ours=results["latency"]["http"],
                         ours_throughput=results["throughput"],
                     )
-                if "http" in phases:
-                    print("== HTTP function memory", flush=True)
-                    # Tokens the latency phase completed: later requests get activity_not_found.
-                    completed = pool.used[mark : mark + 500]
-                    await http_bench.memory_top_up(
-                        counter,
-                        completed,
-                        first=min(1000, size.http_memory_total // 2),
-                        total=size.http_memory_total,
-                        concurrency=8,
-                    )
-                    results["memory_http"] = counter.samples
 
         if "gunicorn" in phases:
             print("== gunicorn settings", flush=True)
@@ -298,6 +280,28 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                 concurrency=32,
                 count=size.gunicorn,
             )
+
+        if "memory" in phases:
+            print("== memory", flush=True)
+            results["memory"] = {
+                "http": await memory.steady_memory(
+                    HTTP_MAIN,
+                    address,
+                    pool.take(memory.fresh_needed(size.memory)),
+                    logs / "memory-http.log",
+                    body=completion_body,
+                    checkpoints=size.memory,
+                ),
+                "pubsub": await memory.steady_memory(
+                    PUBSUB_MAIN,
+                    address,
+                    pool.take(memory.fresh_needed(size.memory)),
+                    logs / "memory-pubsub.log",
+                    body=cold.pubsub_push_body,
+                    checkpoints=size.memory,
+                    cloudevent=True,
+                ),
+            }
 
         if "pubsub" in phases:
             print("== Pub/Sub path", flush=True)
@@ -314,7 +318,6 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                     pool.take,
                     logs,
                     count=size.pubsub_messages,
-                    memory_counts=size.pubsub_memory,
                     direct_concurrency=8,
                 )
 

