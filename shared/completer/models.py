@@ -8,8 +8,10 @@ Every trigger turns its event into a :class:`CompletionRequest` through
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Self
@@ -198,27 +200,22 @@ class CompletionOutcome(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+# A complete JSON string (escapes included), and runs of anything but brackets and quotes.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKET = re.compile(r'[^\[\]{}"]++')
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
 def _depth_ok(text: str) -> bool:
-    # Cheap upper bound on nesting: count brackets outside strings, without recursion.
-    depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return False
-        elif char in "]}":
-            depth -= 1
-    return True
+    # Upper bound on nesting, brackets inside strings left out; no recursion, and no Python
+    # loop over the characters (a 2 MiB body took 40 ms of the GIL that way).
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return True
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    # A quote left over opens a string that never ends: nothing after it nests.
+    brackets = brackets.partition('"')[0]
+    steps = map(_DEPTH_STEP.__getitem__, brackets)
+    return max(itertools.accumulate(steps), default=0) <= MAX_JSON_DEPTH
 
 
 def parse_json(raw: bytes | str, *, what: str = "the body") -> Any:
