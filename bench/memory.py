@@ -51,7 +51,12 @@ async def steady_memory(
                 answers[status] = answers.get(status, 0) + n
             sent = checkpoint
             samples.append(
-                {"completions": sent, "answers": dict(answers), **server.worker_memory()}
+                {
+                    "completions": sent,
+                    "answers": dict(answers),
+                    "requests_per_s": run.rate,
+                    **server.worker_memory(),
+                }
             )
             print(f"  memory {source.parent.name}: {samples[-1]}", flush=True)
     return samples

@@ -141,6 +141,13 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         rows = [("HTTP function (functions-framework, gunicorn)", latency["http"])]
+        if "http_engine" in latency:
+            rows.append(
+                (
+                    "… of which inside the completion client (its `engine_ms`)",
+                    latency["http_engine"],
+                )
+            )
         rows.append(("direct client (`AsyncActivityHandle.complete`)", latency["direct"]))
         if "naive" in results:
             rows.append(
@@ -234,13 +241,14 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "## Memory (MiB)",
             "",
-            "| process | after | RSS | peak RSS |",
-            "|---|---|---|---|",
+            "| process | after | RSS | peak RSS | requests/s (8 at once) |",
+            "|---|---|---|---|---|",
         ]
         for name, samples in series.items():
             for s in samples:
                 lines.append(
-                    f"| {name} | {s['completions']} | {s.get('rss')} | {s.get('peak_rss')} |"
+                    f"| {name} | {s['completions']} | {s.get('rss')} | {s.get('peak_rss')} "
+                    f"| {s.get('requests_per_s', '')} |"
                 )
     pubsub = results.get("pubsub")
     s3 = results.get("s3")

@@ -36,7 +36,9 @@ from bench.harness import (
     dev_server,
     function_server,
     load_average,
+    log_entries,
     machine,
+    summary_ms,
 )
 from bench.tokens import make_tokens
 
@@ -242,7 +244,16 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                         count=size.latency,
                         block=size.latency_block,
                     )
+                    # The function logs engine_ms: the time inside the completion client (the
+                    # hop to its loop thread, the size check, the SDK call) for each request.
+                    engine = [
+                        float(e["engine_ms"]) / 1000
+                        for e in log_entries(http.log_path)
+                        if "engine_ms" in e
+                    ][20 : 20 + size.latency]
+                    results["latency"]["http_engine"] = summary_ms(engine)
                     print(f"  latency http {results['latency']['http']}", flush=True)
+                    print(f"  inside the client {results['latency']['http_engine']}", flush=True)
                     print(f"  latency direct {results['latency']['direct']}", flush=True)
                     print(f"  ratio {results['latency']['ratio']}", flush=True)
                     print("== throughput", flush=True)
