@@ -39,7 +39,6 @@ from completer.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from completer.events.links_page import LinkPage, LinkPages
 from completer.models import CompletionOutcome, CompletionRequest, parse_request
 
 if TYPE_CHECKING:
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
 
     from werkzeug.wrappers import Request
 
+    from completer.events.links_page import LinkPage, LinkPages
     from completer.settings import Settings
 
 __all__ = ["Completer", "HttpAnswer", "HttpCompleter", "SignatureVerifier", "request_id_of"]
@@ -248,9 +248,12 @@ class HttpCompleter:
         self.settings = settings
         self.verifier = SignatureVerifier.from_settings(settings)
         secret = settings.link_secret
-        self.links = (
-            LinkPages(client, secret=secret.get_secret_value()) if secret is not None else None
-        )
+        self.links: LinkPages | None = None
+        if secret is not None:
+            # Links (and the cryptography they need) load only where they are switched on.
+            from completer.events.links_page import LinkPages
+
+            self.links = LinkPages(client, secret=secret.get_secret_value())
 
     def handle(self, request: Request) -> HttpAnswer:
         """Answer one HTTP request; never raises, every outcome becomes an answer."""
