@@ -281,6 +281,11 @@ async def call(handler: Any, event: dict[str, Any]) -> Any:
     return await asyncio.to_thread(handler, event, None)
 
 
+async def result_of(waiting: WaitingActivity) -> Any:
+    """The workflow's result; a completion that never came fails the test instead of hanging."""
+    return await asyncio.wait_for(waiting.handle.result(), timeout=30)
+
+
 async def assert_still_waiting(waiting: WaitingActivity) -> None:
     description = await waiting.handle.describe()
     assert description.status == WorkflowExecutionStatus.RUNNING
@@ -344,7 +349,7 @@ async def test_json_upload_completes_inline_through_the_lambda_module(
     else:
         event = bucket.sqs_event([message])
         assert await call(lambda_main.handler, event) == {"batchItemFailures": []}
-    assert await waiting.handle.result() == approval
+    assert await result_of(waiting) == approval
 
 
 async def test_eventbridge_object_created_through_the_lambda_module(
@@ -355,7 +360,7 @@ async def test_eventbridge_object_created_through_the_lambda_module(
     )
     event = bucket.eventbridge_event("incoming/eb approval.json")
     assert await call(lambda_main.handler, event) is None
-    assert await waiting.handle.result() == {"ok": 1}
+    assert await result_of(waiting) == {"ok": 1}
 
 
 async def test_json_by_content_type_without_json_key(
@@ -368,7 +373,7 @@ async def test_json_by_content_type_without_json_key(
         content_type="application/json; charset=utf-8",
     )
     await call(completer, json.loads(message["Body"]))
-    assert await waiting.handle.result() == [1, 2, 3]
+    assert await result_of(waiting) == [1, 2, 3]
 
 
 async def test_binary_object_is_passed_by_reference(
@@ -382,7 +387,7 @@ async def test_binary_object_is_passed_by_reference(
         content_type="image/png",
     )
     assert await call(completer, bucket.sqs_event([message])) == {"batchItemFailures": []}
-    assert await waiting.handle.result() == {
+    assert await result_of(waiting) == {
         "uri": f"s3://{bucket.name}/incoming/scan.png",
         "bucket": bucket.name,
         "key": "incoming/scan.png",
@@ -405,7 +410,7 @@ async def test_json_over_the_inline_limit_is_passed_by_reference(
         content_type="application/json",
     )
     await call(completer, json.loads(message["Body"]))
-    assert await waiting.handle.result() == {
+    assert await result_of(waiting) == {
         "uri": f"s3://{bucket.name}/incoming/big.json",
         "bucket": bucket.name,
         "key": "incoming/big.json",
@@ -424,7 +429,7 @@ async def test_json_exactly_at_the_inline_limit_is_inline(
     assert len(body) == INLINE_MAX
     message = bucket.upload("incoming/edge.json", body, metadata={"task-token": waiting.token_b64})
     await call(completer, json.loads(message["Body"]))
-    assert await waiting.handle.result() == json.loads(body)
+    assert await result_of(waiting) == json.loads(body)
 
 
 async def test_key_with_spaces_plus_and_non_ascii(
@@ -436,7 +441,7 @@ async def test_key_with_spaces_plus_and_non_ascii(
     assert sent_key == quote_plus(key)  # S3 URL-encodes keys in notifications, space as '+'
     assert " " not in sent_key
     assert await call(completer, bucket.sqs_event([message])) == {"batchItemFailures": []}
-    assert await waiting.handle.result() == {"key": "odd"}
+    assert await result_of(waiting) == {"key": "odd"}
 
 
 async def test_fail_action_fails_the_activity_with_the_object(
@@ -455,7 +460,7 @@ async def test_fail_action_fails_the_activity_with_the_object(
     )
     await call(completer, json.loads(message["Body"]))
     with pytest.raises(WorkflowFailureError) as failure:
-        await waiting.handle.result()
+        await result_of(waiting)
     cause: Any = failure.value.cause
     cause = cause.cause
     assert isinstance(cause, ApplicationError)
@@ -480,7 +485,7 @@ async def test_by_workflow_and_activity_ids(
         },
     )
     await call(completer, json.loads(message["Body"]))
-    assert await waiting.handle.result() == "done"
+    assert await result_of(waiting) == "done"
 
 
 async def test_heartbeat_leaves_the_activity_waiting(
@@ -512,7 +517,7 @@ async def test_presigned_upload_with_the_token_header_completes(
     assert response.status_code == 200, response.text
     (message,) = bucket.receive()
     await call(completer, bucket.sqs_event([message]))
-    assert await waiting.handle.result() == {"invoice": 42}
+    assert await result_of(waiting) == {"invoice": 42}
 
 
 async def test_versioned_object_is_read_at_the_version_the_event_names(
@@ -529,7 +534,7 @@ async def test_versioned_object_is_read_at_the_version_the_event_names(
     event = json.loads(first_message["Body"])
     event["Records"][0]["s3"]["object"].update(versionId=first, sequencer="0055AED6DCD90281E5")
     await call(completer, event)
-    assert await waiting.handle.result() == {"v": 1}
+    assert await result_of(waiting) == {"v": 1}
 
 
 async def test_versioned_reference_names_the_version(
@@ -543,7 +548,7 @@ async def test_versioned_reference_names_the_version(
     )["VersionId"]
     bucket.receive()
     await call(completer, bucket.eventbridge_event("incoming/scan.bin"))
-    result = await waiting.handle.result()
+    result = await result_of(waiting)
     assert (result["version_id"], result["size"]) == (version, 2)
 
 
@@ -606,12 +611,12 @@ async def test_unknown_activity_is_permanent_and_a_second_upload_changes_nothing
     first = bucket.upload("incoming/first.json", b'"first"', metadata=token)
     second = bucket.upload("incoming/second.json", b'"second"', metadata=token)
     await call(completer, json.loads(first["Body"]))
-    assert await waiting.handle.result() == "first"
+    assert await result_of(waiting) == "first"
     assert await call(completer, bucket.sqs_event([second])) == {"batchItemFailures": []}
     # The same notification delivered again (at least once) is also just logged.
     assert await call(completer, json.loads(first["Body"])) is None
     assert outcomes(logs) == ["completed", "activity_not_found", "activity_not_found"]
-    assert await waiting.handle.result() == "first"
+    assert await result_of(waiting) == "first"
     assert_no_raw_token(logs, waiting.token_urlsafe)
 
 
@@ -672,8 +677,8 @@ async def test_sqs_batch_with_mixed_outcomes_names_exactly_the_transient_ones(
         "invalid_request",
         "completed",
     ]
-    assert await done.handle.result() == "ok"
-    assert (await also_done.handle.result())["key"] == "incoming/ok-too.bin"
+    assert await result_of(done) == "ok"
+    assert (await result_of(also_done))["key"] == "incoming/ok-too.bin"
     await assert_still_waiting(throttled)
 
 
@@ -691,7 +696,7 @@ async def test_s3_throttling_raises_for_direct_events_after_the_other_records(
     }
     with pytest.raises(TransientError):
         await call(completer, event)
-    assert await fine.handle.result() == 2
+    assert await result_of(fine) == 2
     await assert_still_waiting(slow)
 
 
@@ -723,7 +728,7 @@ async def test_engine_down_is_reported_and_a_retry_completes_once_it_is_back(
         assert set(outcomes(logs)) <= {"engine_unavailable", "engine_timeout"}
         with proxy:
             assert await call(down, sqs_event) == {"batchItemFailures": []}
-            assert await waiting.handle.result() == "made it"
+            assert await result_of(waiting) == "made it"
     assert_no_raw_token(logs, waiting.token_b64)
 
 
