@@ -12,9 +12,12 @@ from typing import Any
 from completer.client import default_client
 from completer.events.s3 import S3Completer
 from completer.logs import configure_logging
+from completer.secrets import load_secret_environment
 from completer.settings import get_settings
 
 configure_logging()
+# Terraform passes secrets as <NAME>_SECRET_ARN: resolve them before the settings are read.
+load_secret_environment()
 _completer = S3Completer(settings=get_settings(), client=default_client())
 
 
