@@ -22,9 +22,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError as TemporalActivityError
 from temporalio.exceptions import ApplicationError
 
+from tests.support.http_app import SOURCE, token_forms
 from tests.support.services import free_port, running, venv_tool, wait_for_port
 from tests.support.temporal import TemporalServer, WaitingActivity
-from tests.test_http_function import SOURCE, token_forms
 
 pytestmark = pytest.mark.temporal
 

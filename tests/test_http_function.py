@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import io
 import json
-import logging
 import os
 import threading
 import time
@@ -22,12 +21,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from functions_framework import create_app
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowFailureError
 from temporalio.converter import DataConverter, PayloadCodec
@@ -36,35 +33,18 @@ from temporalio.exceptions import ApplicationError
 from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
 
 import completer.client as client_module
-from completer.logs import JsonFormatter
-from completer.settings import get_settings
 from completer.tokens import MAX_TOKEN_BYTES
+from tests.support.http_app import FunctionApps, scanned_logs, token_forms
 from tests.support.proxy import TcpProxy
 from tests.support.services import free_port
 from tests.support.temporal import TemporalServer, WaitingActivity
 
 pytestmark = pytest.mark.temporal
 
-SOURCE = str(Path(__file__).resolve().parents[1] / "functions" / "http" / "main.py")
 JSON = "application/json"
 
-WORKER_LOGGERS = ("temporalio.worker", "temporalio.activity")
 # Every token and secret a test hands the function; the autouse guard scans the logs for them.
 SENSITIVE: set[str] = set()
-
-
-def token_forms(token: bytes) -> set[str]:
-    """Every text form a raw token could take in a log line."""
-    b64 = base64.b64encode(token).decode()
-    urlsafe = base64.urlsafe_b64encode(token).decode()
-    return {
-        b64,
-        b64.rstrip("="),
-        urlsafe.rstrip("="),
-        token.hex(),
-        repr(token)[2:-1],
-        token.decode("latin-1"),
-    } | ({token.decode()} if token.isascii() else set())
 
 
 def new_secret() -> str:
@@ -117,30 +97,10 @@ class App:
 
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
-    """Capture every log record (JSON lines and caplog) and fail if a token or secret is in it."""
+    """Capture every log record and fail if a token or secret is in it."""
     SENSITIVE.clear()
-    caplog.set_level(logging.DEBUG)
-    lines = io.StringIO()
-    handler = logging.StreamHandler(lines)
-    handler.setFormatter(JsonFormatter())
-    # configure_logging() stops propagation of "completer" records, so listen on it directly.
-    ours = logging.getLogger("completer")
-    previous_level = ours.level
-    ours.setLevel(logging.DEBUG)
-    ours.addHandler(handler)
-    ours.addHandler(caplog.handler)
-    try:
+    with scanned_logs(caplog, SENSITIVE) as lines:
         yield lines
-    finally:
-        ours.removeHandler(handler)
-        ours.removeHandler(caplog.handler)
-        ours.setLevel(previous_level)
-    # The test's own worker (the user's side, another process in production) logs its
-    # tokens at DEBUG; everything else, the function and the libraries it uses, is scanned.
-    scanned = [r for r in caplog.records if not r.name.startswith(WORKER_LOGGERS)]
-    text = lines.getvalue() + "\n".join(caplog.handler.format(r) for r in scanned)
-    leaked = sorted(s for s in SENSITIVE if s and s in text)
-    assert not leaked, f"{len(leaked)} sensitive strings reached the logs"
 
 
 @pytest.fixture
@@ -148,30 +108,14 @@ def make_app(
     temporal_server: TemporalServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., App]]:
     """Build the function as functions-framework does, with these environment variables."""
-    engines: list[client_module.SyncCompletionClient] = []
+    apps = FunctionApps(monkeypatch, temporal_server.address)
 
     def make(**env: str) -> App:
-        for name in [name for name in os.environ if name.startswith("COMPLETER_")]:
-            monkeypatch.delenv(name)
-        settings = {
-            "TEMPORAL_ADDRESS": temporal_server.address,
-            "COMPLETER_RPC_TIMEOUT_SECONDS": "5",
-            **env,
-        }
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
-        # Settings and the engine client are per process; start this "process" afresh.
-        get_settings.cache_clear()
-        monkeypatch.setattr(client_module, "_default", None)
-        app = create_app(target="complete", source=SOURCE)
-        # What the serving worker does right after gunicorn forks it: open the connection.
-        engines.append(client_module.default_client())
-        return App(app.test_client(), engines[-1])
+        app, engine = apps.build(**env)
+        return App(app.test_client(), engine)
 
     yield make
-    for engine in engines:
-        engine.close()
-    get_settings.cache_clear()
+    apps.close()
 
 
 @pytest.fixture

@@ -11,46 +11,34 @@ import asyncio
 import base64
 import html
 import io
-import logging
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
-from functions_framework import create_app
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError as TemporalActivityError
 from temporalio.exceptions import ApplicationError
 from werkzeug.test import TestResponse
 
-import completer.client as client_module
 from completer.links import create_link
-from completer.logs import JsonFormatter
-from completer.settings import get_settings
+from tests.support.http_app import FunctionApps, scanned_logs, token_forms
 from tests.support.temporal import TemporalServer, WaitingActivity
 
 pytestmark = pytest.mark.temporal
 
-SOURCE = str(Path(__file__).resolve().parents[1] / "functions" / "http" / "main.py")
 SECRET = base64.urlsafe_b64encode(os.urandom(30)).decode()
 BASE = "https://fn.example/complete"
-WORKER_LOGGERS = ("temporalio.worker", "temporalio.activity")
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 # Task tokens, secrets and sealed links: none may reach a log; only sealed links a page.
 SENSITIVE: set[str] = set()
 SEALED: set[str] = set()
-
-
-def token_forms(token: bytes) -> set[str]:
-    b64 = base64.b64encode(token).decode()
-    return {b64, b64.rstrip("="), base64.urlsafe_b64encode(token).decode().rstrip("="), token.hex()}
 
 
 @dataclass
@@ -74,55 +62,21 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO
     SENSITIVE.clear()
     SEALED.clear()
     SENSITIVE.add(SECRET)
-    caplog.set_level(logging.DEBUG)
-    lines = io.StringIO()
-    handler = logging.StreamHandler(lines)
-    handler.setFormatter(JsonFormatter())
-    ours = logging.getLogger("completer")
-    previous = ours.level
-    ours.setLevel(logging.DEBUG)
-    ours.addHandler(handler)
-    ours.addHandler(caplog.handler)
-    try:
+    with scanned_logs(caplog, SENSITIVE) as lines:
         yield lines
-    finally:
-        ours.removeHandler(handler)
-        ours.removeHandler(caplog.handler)
-        ours.setLevel(previous)
-    scanned = [r for r in caplog.records if not r.name.startswith(WORKER_LOGGERS)]
-    text = lines.getvalue() + "\n".join(caplog.handler.format(r) for r in scanned)
-    leaked = sorted(s for s in SENSITIVE if s and s in text)
-    assert not leaked, f"{len(leaked)} sensitive strings reached the logs"
 
 
 @pytest.fixture
 def make_app(
     temporal_server: TemporalServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., App]]:
-    engines: list[client_module.SyncCompletionClient] = []
+    apps = FunctionApps(monkeypatch, temporal_server.address)
 
     def make(**env: str) -> App:
-        for name in [name for name in os.environ if name.startswith("COMPLETER_")]:
-            monkeypatch.delenv(name)
-        for name, value in {
-            "TEMPORAL_ADDRESS": temporal_server.address,
-            "COMPLETER_RPC_TIMEOUT_SECONDS": "5",
-            **env,
-        }.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-        monkeypatch.setattr(client_module, "_default", None)
-        try:
-            app = create_app(target="complete", source=SOURCE)
-        finally:
-            if client_module._default is not None:
-                engines.append(client_module._default)
-        return App(app.test_client())
+        return App(apps.build(**env)[0].test_client())
 
     yield make
-    for engine in engines:
-        engine.close()
-    get_settings.cache_clear()
+    apps.close()
 
 
 @pytest.fixture
