@@ -33,6 +33,7 @@ import pytest
 import requests
 
 from tests.support.services import free_port, missing_service, running, wait_for_port
+from tests.support.stepfunctions import MotoStepFunctions, moto_stepfunctions
 from tests.support.temporal import TemporalServer, WaitingActivity
 
 pytestmark = pytest.mark.packaging
@@ -330,10 +331,16 @@ async def test_lambda_package_completes_a_temporal_activity_from_an_upload(
     assert waiting.token_b64 not in answer["logs"]
 
 
+@pytest.fixture(scope="module")
+def sfn() -> Iterator[MotoStepFunctions]:
+    yield from moto_stepfunctions()
+
+
 @pytest.mark.moto
 async def test_lambda_package_step_functions_path_reads_secrets_and_skips_temporal(
-    python312: str, lambda_package: Path, moto: Moto, tmp_path: Path
+    python312: str, lambda_package: Path, moto: Moto, sfn: MotoStepFunctions, tmp_path: Path
 ):
+    task = sfn.start_waiting()
     identity = f"completer-from-secret-{uuid.uuid4().hex[:6]}"
     secret_arn = moto.client("secretsmanager").create_secret(
         Name=f"identity-{uuid.uuid4().hex[:8]}", SecretString=identity
@@ -347,7 +354,7 @@ async def test_lambda_package_step_functions_path_reads_secrets_and_skips_tempor
         Key=key,
         Body=body,
         ContentType="application/json",
-        Metadata={"task-token": "AQCEAAAAKgAAAAMAAAAAAAAAAexample-token"},
+        Metadata={"task-token": task.task_token},
     )
     answer = await asyncio.to_thread(
         run_lambda,
@@ -358,6 +365,7 @@ async def test_lambda_package_step_functions_path_reads_secrets_and_skips_tempor
             "COMPLETER_BACKEND": "stepfunctions",
             "COMPLETER_IDENTITY_SECRET_ARN": secret_arn,
             "AWS_ENDPOINT_URL": moto.endpoint,
+            "AWS_ENDPOINT_URL_SFN": sfn.endpoint,
         },
         tmp_path,
     )
@@ -370,11 +378,12 @@ async def test_lambda_package_step_functions_path_reads_secrets_and_skips_tempor
     assert answer["temporalio"] is False
     assert answer["grpc"] is False
     assert answer["outside"] == []
-    # moto's Step Functions accepts any token for SendTaskSuccess: the call went through the
-    # package's boto3 with its trimmed botocore models (a real token is tested in
-    # test_stepfunctions_backend.py).
+    # A real waiting task, completed through the package's boto3 with its trimmed models.
     assert '"outcome": "completed"' in answer["logs"]
     assert answer["result"] is None
+    finished = await task.finished()
+    assert finished["status"] == "SUCCEEDED"
+    assert json.loads(finished["output"]) == {"ok": True}
 
 
 # --- the GCP archives, served from fresh venvs --------------------------------------------
