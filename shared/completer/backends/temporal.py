@@ -9,6 +9,7 @@ names, which must match the workers' (payload codecs, encryption).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 from datetime import timedelta
@@ -52,18 +53,6 @@ _CANCEL_NOT_REQUESTED = "without activity being request canceled first"
 
 _NOT_AVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED}
 _TIMED_OUT = {RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
-
-
-def _fresh_runtime_after_fork() -> None:
-    # The SDK's Rust runtime does not survive fork() (see temporalio.runtime.Runtime):
-    # give a forked child (a gunicorn worker) its own before it connects.
-    temporalio.runtime.Runtime.set_default(
-        temporalio.runtime.Runtime(telemetry=temporalio.runtime.TelemetryConfig()),
-        error_if_already_set=False,
-    )
-
-
-os.register_at_fork(after_in_child=_fresh_runtime_after_fork)
 
 
 def load_data_converter(dotted: str | None) -> temporalio.converter.DataConverter:
@@ -123,6 +112,7 @@ class TemporalBackend(Backend):
         self.data_converter = load_data_converter(settings.data_converter)
         self.connect_config = load_connect_config()
         self._client: temporalio.client.Client | None = None
+        self._runtime: temporalio.runtime.Runtime | None = None
         self._rpc_timeout = timedelta(seconds=settings.rpc_timeout_seconds)
 
     @property
@@ -134,7 +124,15 @@ class TemporalBackend(Backend):
 
     async def connect(self) -> None:
         timeout_ms = int(self.settings.rpc_timeout_seconds * 1000)
+        # An own runtime (thread pool), made in the process that serves (never inherited
+        # across fork) and dropped on close while the interpreter is alive: Rust threads
+        # still running at interpreter exit abort it ("PyGILState_Release ... finalizing").
+        if self._runtime is None:
+            self._runtime = temporalio.runtime.Runtime(
+                telemetry=temporalio.runtime.TelemetryConfig(), worker_heartbeat_interval=None
+            )
         self._client = await temporalio.client.Client.connect(
+            runtime=self._runtime,
             **self.connect_config,
             data_converter=self.data_converter,
             identity=self.settings.identity,
@@ -146,8 +144,10 @@ class TemporalBackend(Backend):
         )
 
     async def close(self) -> None:
-        # temporalio closes its channel when the client is dropped; nothing to await.
+        # temporalio closes its channel and threads when client and runtime are dropped.
         self._client = None
+        self._runtime = None
+        gc.collect()
 
     async def encoded_size(self, request: CompletionRequest) -> int:
         values: list[Any]
