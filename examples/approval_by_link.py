@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
@@ -111,8 +113,12 @@ async def main() -> None:
     secret = os.environ.get("COMPLETER_LINK_SECRET", "")
     if len(secret) < 32:
         raise SystemExit("set COMPLETER_LINK_SECRET to the HTTP function's (32+ characters).")
+    # A runtime of our own, dropped when main() returns: temporalio's default one lives until
+    # interpreter exit, where its threads can abort the process (PyGILState_Release).
+    runtime = Runtime(telemetry=TelemetryConfig())
     client = await Client.connect(
         os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+        runtime=runtime,
         namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
     )
     async with build_worker(client, base_url=args.url, link_secret=secret):
@@ -122,6 +128,8 @@ async def main() -> None:
             ApprovalWorkflow.run, args.subject, id=workflow_id, task_queue=TASK_QUEUE
         )
         print(f"Decision: {decision}")
+    del client, runtime
+    gc.collect()  # free the runtime's threads now, not during interpreter exit
 
 
 if __name__ == "__main__":

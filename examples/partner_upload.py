@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
@@ -114,8 +116,12 @@ async def main() -> None:
     args = parser.parse_args()
     # SigV4 makes the token header part of the signature (SigV2 would put it in the URL).
     s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+    # A runtime of our own, dropped when main() returns: temporalio's default one lives until
+    # interpreter exit, where its threads can abort the process (PyGILState_Release).
+    runtime = Runtime(telemetry=TelemetryConfig())
     client = await Client.connect(
         os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+        runtime=runtime,
         namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
     )
     async with build_worker(client, s3=s3, bucket=args.bucket):
@@ -125,6 +131,8 @@ async def main() -> None:
             PartnerUploadWorkflow.run, args.order, id=workflow_id, task_queue=TASK_QUEUE
         )
         print(f"Workflow result: {result}")
+    del client, runtime
+    gc.collect()  # free the runtime's threads now, not during interpreter exit
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shlex
@@ -31,6 +32,7 @@ from typing import Any
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
@@ -126,8 +128,12 @@ async def main() -> None:
     parser.add_argument("--topic", default="completions", help="the Pub/Sub function's topic")
     parser.add_argument("job", nargs="?", default=f"job-{uuid.uuid4().hex[:6]}")
     args = parser.parse_args()
+    # A runtime of our own, dropped when main() returns: temporalio's default one lives until
+    # interpreter exit, where its threads can abort the process (PyGILState_Release).
+    runtime = Runtime(telemetry=TelemetryConfig())
     client = await Client.connect(
         os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+        runtime=runtime,
         namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
     )
     async with build_worker(client, project=args.project, topic=args.topic):
@@ -137,6 +143,8 @@ async def main() -> None:
             PubSubEventWorkflow.run, args.job, id=workflow_id, task_queue=TASK_QUEUE
         )
         print(f"Workflow result: {result}")
+    del client, runtime
+    gc.collect()  # free the runtime's threads now, not during interpreter exit
 
 
 if __name__ == "__main__":
