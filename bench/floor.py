@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import sys
 import time
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime, TelemetryConfig
 
 
 async def main(address: str, token: bytes) -> None:
-    client = await Client.connect(address)
+    # An own runtime freed before exit: temporalio's default one, alive at interpreter exit,
+    # can abort the process (PyGILState_Release ... finalizing) after the work is done.
+    runtime = Runtime(telemetry=TelemetryConfig())
+    client = await Client.connect(address, runtime=runtime)
     await client.get_async_activity_handle(task_token=token).complete({"n": 0})
+    del client, runtime
+    gc.collect()
 
 
 if __name__ == "__main__":
