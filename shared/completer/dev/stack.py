@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import secrets
@@ -268,6 +269,7 @@ class Stack:
         self.require_pubsub = require_pubsub
         self.say = say
         self.client: Any = None
+        self.runtime: Any = None
         self.children: Children | None = None
 
     def exited(self) -> str | None:
@@ -299,6 +301,10 @@ class Stack:
             ):
                 yield endpoints
         finally:
+            # Free the worker's Temporal client and runtime now: a runtime still alive at
+            # interpreter exit can abort the process (PyGILState_Release ... finalizing).
+            self.client = self.runtime = None
+            gc.collect()
             self.children.stop_all()
 
     async def _start(self, children: Children, logs: Path) -> Endpoints:
@@ -423,17 +429,20 @@ class Stack:
             await asyncio.sleep(0)
             if poller.process.poll() is not None:
                 raise ServiceFailed(f"the S3 poller exited:\n{poller.tail()}")
-        self.client = await _connect(temporal_address)
+        from temporalio.runtime import Runtime, TelemetryConfig
+
+        self.runtime = Runtime(telemetry=TelemetryConfig())
+        self.client = await _connect(temporal_address, self.runtime)
         return endpoints
 
 
-async def _connect(address: str) -> Any:
+async def _connect(address: str, runtime: Any) -> Any:
     from temporalio.client import Client
 
     last: Exception | None = None
     for _ in range(150):
         try:
-            return await Client.connect(address)
+            return await Client.connect(address, runtime=runtime)
         except Exception as exc:  # noqa: BLE001 - the dev server may still be starting
             last = exc
             await asyncio.sleep(0.2)
