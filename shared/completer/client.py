@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+
+# Imported before this module registers its fork hook: after a fork, hooks run in the order
+# they were registered, and the executor's shutdown lock (held across fork) must be
+# re-initialised before our warm-up thread submits to an executor, or that thread blocks
+# on it forever (seen as a stuck engine in gunicorn workers).
+import concurrent.futures.thread  # noqa: F401
 import logging
 import os
 import threading
