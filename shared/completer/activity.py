@@ -163,18 +163,11 @@ def pubsub_attributes(
     Raises:
         InvalidRequest: The activity is not named exactly one way, or the action is unknown.
     """
-    target = _target(task_token, workflow_id, activity_id, run_id)
-    names = {
-        "task_token": PUBSUB_TASK_TOKEN,
-        "workflow_id": PUBSUB_WORKFLOW_ID,
-        "activity_id": PUBSUB_ACTIVITY_ID,
-        "run_id": PUBSUB_RUN_ID,
-    }
-    attributes = {names[name]: value for name, value in target.fields().items()}
-    chosen = _action(action)
-    if chosen is not None:
-        attributes[PUBSUB_ACTION] = chosen.value
-    return attributes
+    return _naming(
+        _target(task_token, workflow_id, activity_id, run_id),
+        action,
+        (PUBSUB_TASK_TOKEN, PUBSUB_WORKFLOW_ID, PUBSUB_ACTIVITY_ID, PUBSUB_RUN_ID, PUBSUB_ACTION),
+    )
 
 
 def s3_metadata(
@@ -190,18 +183,23 @@ def s3_metadata(
     Raises:
         InvalidRequest: The activity is not named exactly one way, or the action is unknown.
     """
-    target = _target(task_token, workflow_id, activity_id, run_id)
-    names = {
-        "task_token": S3_TASK_TOKEN,
-        "workflow_id": S3_WORKFLOW_ID,
-        "activity_id": S3_ACTIVITY_ID,
-        "run_id": S3_RUN_ID,
-    }
-    metadata = {names[name]: value for name, value in target.fields().items()}
+    return _naming(
+        _target(task_token, workflow_id, activity_id, run_id),
+        action,
+        (S3_TASK_TOKEN, S3_WORKFLOW_ID, S3_ACTIVITY_ID, S3_RUN_ID, S3_ACTION),
+    )
+
+
+def _naming(
+    target: _Target, action: Action | str | None, keys: tuple[str, str, str, str, str]
+) -> dict[str, str]:
+    # The wire names of one transport for task_token, workflow_id, activity_id, run_id, action.
+    names = dict(zip(("task_token", "workflow_id", "activity_id", "run_id"), keys[:4], strict=True))
+    naming = {names[name]: value for name, value in target.fields().items()}
     chosen = _action(action)
     if chosen is not None:
-        metadata[S3_ACTION] = chosen.value
-    return metadata
+        naming[keys[4]] = chosen.value
+    return naming
 
 
 @dataclass(frozen=True)
