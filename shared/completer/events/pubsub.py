@@ -22,19 +22,34 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from completer.errors import InvalidRequest
+from completer.client import describe_activity
+from completer.errors import (
+    ActivityNotFound,
+    InternalError,
+    InvalidRequest,
+    PermanentError,
+    TransientError,
+)
 from completer.models import Action, CompletionRequest, parse_json, parse_request
 from completer.tokens import token_fingerprint
+
+if TYPE_CHECKING:
+    from completer.deadletter import DeadLetterTopic
+    from completer.models import CompletionOutcome
+
+logger = logging.getLogger("completer.pubsub")
 
 __all__ = [
     "MESSAGE_PUBLISHED",
     "CloudEventLike",
+    "PubSubCompleter",
     "PubSubMessage",
     "RecentCompletions",
     "read_message",
@@ -267,3 +282,64 @@ class RecentCompletions:
             return False
         with self._lock:
             return self.key(request) in self._keys
+
+
+class Completes(Protocol):
+    """What :class:`PubSubCompleter` needs of a completion client (``ProcessClient`` fits)."""
+
+    def execute(self, request: CompletionRequest) -> CompletionOutcome: ...
+
+
+class PubSubCompleter:
+    """The Pub/Sub function's logic: acknowledge by returning, ask for redelivery by raising.
+
+    Success and permanent errors return (the message is acknowledged; permanent ones are
+    logged and dead-lettered when a topic is configured). Transient errors raise, so Pub/Sub
+    redelivers. A failed dead letter raises too: redelivery beats losing the message.
+    """
+
+    def __init__(self, client: Completes, *, dead_letters: DeadLetterTopic | None) -> None:
+        self.client = client
+        self.dead_letters = dead_letters
+        self.recent = RecentCompletions()
+
+    def handle(self, event: CloudEventLike) -> None:
+        """Carry out the completion one Pub/Sub message asks for."""
+        message = read_message(event)
+        request: CompletionRequest | None = None
+        fields: dict[str, Any] = {"message_id": message.message_id, "form": message.form}
+        try:
+            request = message.completion_request()
+            fields.update(activity=describe_activity(request), action=request.action.value)
+            outcome = self.client.execute(request)
+        except TransientError as exc:
+            logger.warning("message will be redelivered", extra=_log(fields, message, exc.code))
+            raise
+        except PermanentError as exc:
+            if isinstance(exc, ActivityNotFound) and request in self.recent:
+                fields["duplicate"] = True
+                logger.info(
+                    "duplicate delivery acknowledged", extra=_log(fields, message, exc.code)
+                )
+                return
+            fields["reason"] = exc.message
+            if self.dead_letters is not None:
+                try:
+                    fields["dead_letter_message_id"] = self.dead_letters.publish(
+                        message.data,
+                        message.attributes,
+                        error=exc,
+                        source_message_id=message.message_id,
+                    )
+                except InternalError:
+                    logger.exception("dead letter failed", extra=_log(fields, message, exc.code))
+                    raise
+            logger.warning("message rejected", extra=_log(fields, message, exc.code))
+            return
+        self.recent.remember(request)
+        logger.info("message handled", extra=_log(fields, message, outcome.status.value))
+
+
+def _log(fields: dict[str, Any], message: PubSubMessage, outcome: str) -> dict[str, Any]:
+    fields.setdefault("activity", message.describe_activity())
+    return {"completer": {**fields, "outcome": outcome}}
