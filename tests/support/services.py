@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def free_port() -> int:
@@ -69,6 +72,10 @@ def running(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a process in its own process group and kill the whole group on exit."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    # From the main thread, the kernel also stops the service if pytest itself is killed
+    # (a timeout, Ctrl-C twice): no orphan servers. (The signal follows the spawning thread,
+    # so a service started from a worker thread relies on the cleanup below alone.)
+    in_main = threading.current_thread() is threading.main_thread()
     process = subprocess.Popen(
         list(argv),
         env=env,
@@ -76,6 +83,7 @@ def running(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=_die_with_parent if in_main else None,
     )
     try:
         yield process
@@ -83,6 +91,12 @@ def running(
         stop_process_group(process)
         if log_path:
             log.close()  # type: ignore[union-attr]
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: SIGKILL when the test process dies.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
