@@ -30,7 +30,7 @@ from completer.errors import (
     InternalError,
     PayloadTooLarge,
 )
-from completer.models import Action, CompletionOutcome, CompletionRequest, Status
+from completer.models import Action, CompletionOutcome, CompletionRequest, Origin, Status
 from completer.settings import Settings, get_settings
 from completer.tokens import token_fingerprint
 
@@ -119,8 +119,10 @@ class CompletionClient:
                 raise self.backend.translate_error(exc) from exc
             self._connected = True
 
-    async def execute(self, request: CompletionRequest) -> CompletionOutcome:
-        """Carry out one completion request.
+    async def execute(
+        self, request: CompletionRequest, /, *, origin: Origin | None = None
+    ) -> CompletionOutcome:
+        """Carry out one completion request (``origin`` is for the logs only here).
 
         Returns:
             The outcome (its status, and for heartbeats whether cancellation is requested).

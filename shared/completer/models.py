@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Self
 
@@ -33,6 +34,7 @@ __all__ = [
     "ActivityError",
     "CompletionOutcome",
     "CompletionRequest",
+    "Origin",
     "Status",
     "parse_request",
 ]
@@ -194,10 +196,30 @@ class CompletionOutcome(BaseModel):
 
     status: Status
     cancel_requested: bool | None = None
+    replayed: bool = False
+    """True when the answer comes from the ledger (a repeat of a request already carried out)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The HTTP success body: ``{"status": ...}`` (+ ``cancel_requested`` for heartbeats)."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The HTTP success body: ``{"status": ...}`` (+ ``cancel_requested`` for heartbeats,
+        + ``"replayed": true`` for an answer given again)."""
+        body = self.model_dump(mode="json", exclude_none=True, exclude={"replayed"})
+        if self.replayed:
+            body["replayed"] = True
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request came from: kept by the ledger and written to the logs.
+
+    Attributes:
+        trigger: ``http``, ``link``, ``callback``, ``pubsub``, ``s3``, ``gcs`` or ``cli``.
+        source: What the trigger calls this delivery: the ``webhook-id``, the Pub/Sub
+            message ID, the object URI with its version or generation; None when unknown.
+    """
+
+    trigger: str
+    source: str | None = None
 
 
 # A complete JSON string (escapes included), and runs of anything but brackets and quotes.
