@@ -64,6 +64,18 @@ tf-fmt: $(STAMP) ## terraform fmt -recursive terraform/ (Terraform from libterra
 tf-validate: $(STAMP) ## terraform init -backend=false + validate in each example (needs the Terraform registry)
 	$(PY) packaging/tf.py validate
 
+.PHONY: docs docs-serve
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP) ## Build the documentation site into site/ (mkdocs --strict: no broken links, no orphan pages)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(DOCS_STAMP) ## Serve the documentation on http://127.0.0.1:8000 while you edit it
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
 .PHONY: bench
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP) pyproject.toml
