@@ -219,6 +219,28 @@ async def test_fail_without_type_uses_message_as_reason_and_stays_retryable(
     assert not failure.HasField("options")
 
 
+async def test_fail_with_a_java_exception_type_carries_what_a_java_workflow_needs(
+    client, frontend: FakeFrontend
+):
+    # cadence-java-client SyncDecisionContext loads the reason as a class and decodes the
+    # details into it; CustomThrowableTypeAdapter.read needs "class"; Throwable's message
+    # field is "detailMessage".
+    activity = pending(frontend)
+    await run(
+        client,
+        task_token=b64(activity.task_token),
+        error={"message": "no", "type": "com.example.RejectedException", "details": [1]},
+    )
+    failure = frontend.only_call.request.failure
+    assert failure.reason == "com.example.RejectedException"
+    assert json.loads(failure.details) == {
+        "message": "no",
+        "details": [1],
+        "class": "com.example.RejectedException",
+        "detailMessage": "no",
+    }
+
+
 async def test_fail_by_ids(client, frontend: FakeFrontend):
     activity = pending(frontend, "ship")
     await run(

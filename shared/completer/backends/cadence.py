@@ -30,6 +30,7 @@ with the text ``cadence internal error, msg: ...``; the messages above are match
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,9 @@ _SHARD_MOVED = "Shard is not owned by host"  # history/shard/controller.go
 # encoding/json's errors, which the frontend returns for a token it cannot parse.
 _JSON_ERRORS = ("invalid character", "unexpected end of JSON input", "json: ")
 
+# A fully qualified Java class name, e.g. com.example.RejectedException.
+_JAVA_CLASS = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+")
+
 _UNAVAILABLE_CODES = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -117,13 +121,18 @@ def encode_failure(error: ActivityError) -> common_pb2.Failure:
 
     ``reason`` is the error type, else its message: what a workflow sees as
     ``CustomError.Reason()`` and what its retry policy's ``NonRetriableErrorReasons`` match.
-    ``details`` is one JSON object ``{"message": ..., "details": ...}``. ``non_retryable``
-    sets the FATAL failure category, which Cadence records but does not act on.
+    ``details`` is one JSON object ``{"message": ..., "details": ...}``; when the type is a
+    Java class name, also ``class`` and ``detailMessage``, which a Java workflow needs to
+    rebuild that exception. ``non_retryable`` sets the FATAL failure category, which
+    Cadence records but does not act on.
     """
-    failure = common_pb2.Failure(
-        reason=error.type or error.message,
-        details=_encode({"message": error.message, "details": error.details}),
-    )
+    body: dict[str, JsonValue] = {"message": error.message, "details": error.details}
+    if error.type and _JAVA_CLASS.fullmatch(error.type):
+        # Java's SyncDecisionContext loads the reason as a class and decodes the details
+        # into it; CustomThrowableTypeAdapter.read requires "class", Throwable holds
+        # its message in "detailMessage".
+        body |= {"class": error.type, "detailMessage": error.message}
+    failure = common_pb2.Failure(reason=error.type or error.message, details=_encode(body))
     if error.non_retryable:
         failure.options.CopyFrom(
             common_pb2.FailureOptions(failure_category=common_pb2.FAILURE_CATEGORY_FATAL)
