@@ -241,6 +241,19 @@ async def test_fail_with_a_java_exception_type_carries_what_a_java_workflow_need
     }
 
 
+async def test_a_reason_the_go_client_keeps_for_itself_is_refused(client, frontend: FakeFrontend):
+    # cadence-go-client internal/internal_utils.go constructError: "cadenceInternal:Timeout"
+    # reasons are decoded as a timeout type and panic the workflow on other details.
+    activity = pending(frontend)
+    with pytest.raises(errors.InvalidRequest, match="cadenceInternal:"):
+        await run(
+            client,
+            task_token=b64(activity.task_token),
+            error={"message": "m", "type": "cadenceInternal:Timeout START_TO_CLOSE"},
+        )
+    assert frontend.activity_calls == []
+
+
 async def test_fail_by_ids(client, frontend: FakeFrontend):
     activity = pending(frontend, "ship")
     await run(

@@ -99,6 +99,8 @@ _SHARD_MOVED = "Shard is not owned by host"  # history/shard/controller.go
 # encoding/json's errors, which the frontend returns for a token it cannot parse.
 _JSON_ERRORS = ("invalid character", "unexpected end of JSON input", "json: ")
 
+# Failure reasons the Go client keeps for itself (internal/error.go errReason*).
+_GO_RESERVED = "cadenceInternal:"
 # A fully qualified Java class name, e.g. com.example.RejectedException.
 _JAVA_CLASS = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+")
 
@@ -274,6 +276,10 @@ class CadenceBackend(Backend):
             await channel.close()
 
     def resolve_target(self, request: CompletionRequest) -> Target:
+        if request.error is not None and (request.error.type or "").startswith(_GO_RESERVED):
+            # The Go client reads these reasons as its own timeout/panic/cancel errors and
+            # panics on details it did not write (internal/internal_utils.go constructError).
+            raise InvalidRequest(f"error.type must not start with {_GO_RESERVED!r} with Cadence.")
         target = super().resolve_target(request)
         if isinstance(target, ActivityIds):
             _check_run_id(target.run_id or "", "run_id")
