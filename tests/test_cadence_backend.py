@@ -837,6 +837,29 @@ def test_tls_misconfiguration_stops_the_start(tmp_path: Path, env: dict[str, str
 # --- configuration -------------------------------------------------------------------------
 
 
+async def test_the_frontend_refuses_a_long_identity_and_the_completer_refuses_to_start(
+    frontend: FakeFrontend,
+):
+    # api/handler.go: "Identity length exceeds limit." (limit.identityLength, 1000 bytes).
+    activity = pending(frontend)
+    async with grpc.aio.insecure_channel(frontend.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await WorkerAPIStub(channel).RespondActivityTaskCompleted(
+                service_worker_pb2.RespondActivityTaskCompletedRequest(
+                    task_token=activity.task_token, identity="é" * 501
+                ),
+                timeout=5,
+                metadata=YARPC,
+            )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(ConfigurationError, match="COMPLETER_IDENTITY"):
+        CadenceBackend(
+            Settings(
+                COMPLETER_BACKEND="cadence", CADENCE_DOMAIN=DOMAIN, COMPLETER_IDENTITY="é" * 501
+            )
+        )
+
+
 def test_cadence_without_domain_fails_at_start(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("COMPLETER_BACKEND", "cadence")
     monkeypatch.delenv("CADENCE_DOMAIN", raising=False)

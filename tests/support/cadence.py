@@ -57,6 +57,8 @@ DEFAULT_BLOB_SIZE_LIMIT = 2 * MIB
 # The frontend's gRPC receive limit: common/rpc/factory.go applies config ``grpcMaxMsgSize``
 # (config/config.go: "allows overriding default (4MB)"); the model serves the 4 MB setting.
 GRPC_MAX_MESSAGE_BYTES = 4 * MIB
+# limit.identityLength: common/dynamicconfig/dynamicproperties/constants.go (IdentityMaxLength).
+IDENTITY_MAX_LENGTH = 1000
 # common/constants/constants.go EmptyEventID: the schedule ID of a ByID call's internal token.
 EMPTY_EVENT_ID = -23
 # common/util.go FailureReason*: reasons the frontend writes when a blob is too large.
@@ -429,6 +431,13 @@ class FrontendModel(WorkerAPIServicer, DomainAPIServicer):  # type: ignore[misc]
 
     # --- the actions ----------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_identity(identity: str) -> None:
+        # api/handler.go RespondActivityTask{Completed,Failed,Canceled}[ByID]:
+        # common.IsValidIDLength (len in bytes) -> validate.ErrIdentityTooLong.
+        if len(identity.encode()) > IDENTITY_MAX_LENGTH:
+            raise bad_request("Identity length exceeds limit.")
+
     def _fail(self, token: dict[str, Any], reason: str, details: bytes) -> None:
         self._activity(token).closed = ("failed", reason, details)
 
@@ -474,6 +483,7 @@ class FrontendModel(WorkerAPIServicer, DomainAPIServicer):  # type: ignore[misc]
     async def RespondActivityTaskCompleted(self, request, context):
         async def answer() -> Any:
             token, limit = self._token(request.task_token)
+            self._check_identity(request.identity)
             self._complete(token, limit, request.result.data)
             return service_worker_pb2.RespondActivityTaskCompletedResponse()
 
@@ -482,6 +492,7 @@ class FrontendModel(WorkerAPIServicer, DomainAPIServicer):  # type: ignore[misc]
     async def RespondActivityTaskCompletedByID(self, request, context):
         async def answer() -> Any:
             token, limit = self._by_id_token(request)
+            self._check_identity(request.identity)
             self._complete(token, limit, request.result.data)
             return service_worker_pb2.RespondActivityTaskCompletedByIDResponse()
 
@@ -490,6 +501,7 @@ class FrontendModel(WorkerAPIServicer, DomainAPIServicer):  # type: ignore[misc]
     async def RespondActivityTaskFailed(self, request, context):
         async def answer() -> Any:
             token, limit = self._token(request.task_token)
+            self._check_identity(request.identity)
             self._failed(token, limit, request.failure)
             return service_worker_pb2.RespondActivityTaskFailedResponse()
 
@@ -498,6 +510,7 @@ class FrontendModel(WorkerAPIServicer, DomainAPIServicer):  # type: ignore[misc]
     async def RespondActivityTaskFailedByID(self, request, context):
         async def answer() -> Any:
             token, limit = self._by_id_token(request)
+            self._check_identity(request.identity)
             self._failed(token, limit, request.failure)
             return service_worker_pb2.RespondActivityTaskFailedByIDResponse()
 
@@ -524,6 +537,7 @@ class FrontendModel(WorkerAPIServicer, DomainAPIServicer):  # type: ignore[misc]
     async def RespondActivityTaskCanceled(self, request, context):
         async def answer() -> Any:
             token, limit = self._token(request.task_token)
+            self._check_identity(request.identity)
             self._canceled(token, limit, request.details.data)
             return service_worker_pb2.RespondActivityTaskCanceledResponse()
 
@@ -532,6 +546,7 @@ class FrontendModel(WorkerAPIServicer, DomainAPIServicer):  # type: ignore[misc]
     async def RespondActivityTaskCanceledByID(self, request, context):
         async def answer() -> Any:
             token, limit = self._by_id_token(request)
+            self._check_identity(request.identity)
             self._canceled(token, limit, request.details.data)
             return service_worker_pb2.RespondActivityTaskCanceledByIDResponse()
 

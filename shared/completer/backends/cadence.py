@@ -84,6 +84,9 @@ CALLER_TYPE_SDK = "sdk"
 # ``grpcMaxMsgSize``, "default (4MB)"); a larger request would be RESOURCE_EXHAUSTED.
 GRPC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
+# limit.identityLength's default (common/dynamicconfig/dynamicproperties/constants.go).
+IDENTITY_MAX_BYTES = 1000
+
 # The task token's JSON fields and their Go types (common/taskTokenSerializerInterfaces.go).
 _TOKEN_STRINGS = ("domainId", "workflowId", "workflowType", "runId", "activityId", "activityType")
 _TOKEN_INTEGERS = ("scheduleId", "scheduleAttempt")
@@ -219,6 +222,12 @@ class CadenceBackend(Backend):
         self.address = settings.cadence_address
         self.domain = settings.cadence_domain
         self.identity = settings.identity
+        if len(self.identity.encode()) > IDENTITY_MAX_BYTES:
+            # The frontend refuses every completion with "Identity length exceeds limit."
+            raise ConfigurationError(
+                f"COMPLETER_IDENTITY is over {IDENTITY_MAX_BYTES} bytes, Cadence's default "
+                "limit.identityLength; use a shorter identity."
+            )
         self._timeout = settings.rpc_timeout_seconds
         self._credentials, self._options = _tls(settings)
         self._metadata = (
