@@ -23,11 +23,13 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from cadence.api.v1 import common_pb2, error_pb2, service_worker_pb2
+from cadence.api.v1 import common_pb2, error_pb2, service_domain_pb2, service_worker_pb2
+from cadence.api.v1.service_domain_pb2_grpc import DomainAPIStub
 from cadence.api.v1.service_worker_pb2_grpc import WorkerAPIStub
 from cadence.data_converter import DefaultDataConverter
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from grpc_status import rpc_status
 
 from completer import errors
 from completer.backends.cadence import CadenceBackend, UnknownDomain, check_token
@@ -566,6 +568,69 @@ async def test_the_frontend_answers_an_oversized_message_resource_exhausted(
             )
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert frontend.api.calls == []
+
+
+# --- the model's own answers on the wire ----------------------------------------------------
+
+
+async def raw_call(frontend: FakeFrontend, method: str, request: Any) -> grpc.aio.AioRpcError:
+    async with grpc.aio.insecure_channel(frontend.address) as channel:
+        stub: Any = WorkerAPIStub(channel)
+        if method == "DescribeDomain":
+            stub = DomainAPIStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await getattr(stub, method)(request, timeout=5, metadata=YARPC)
+    return info.value
+
+
+async def test_wire_cancel_before_request_is_unknown_with_the_servers_message(
+    frontend: FakeFrontend,
+):
+    # engineimpl/respond_activity_task_canceled.go + metered/metered.go handleErr.
+    activity = pending(frontend)
+    error = await raw_call(
+        frontend,
+        "RespondActivityTaskCanceled",
+        service_worker_pb2.RespondActivityTaskCanceledRequest(task_token=activity.task_token),
+    )
+    assert error.code() == grpc.StatusCode.UNKNOWN
+    assert error.details() == (
+        "cadence internal error, msg: Unable to add ActivityTaskCanceled event to history."
+    )
+
+
+async def test_wire_by_ids_not_pending_is_invalid_argument(frontend: FakeFrontend):
+    # engineimpl/history_engine.go getScheduleID; proto/errors.go fromBadRequestError.
+    activity = pending(frontend)
+    error = await raw_call(
+        frontend,
+        "RespondActivityTaskCompletedByID",
+        service_worker_pb2.RespondActivityTaskCompletedByIDRequest(
+            domain=DOMAIN,
+            workflow_execution=common_pb2.WorkflowExecution(workflow_id=activity.workflow_id),
+            activity_id="other",
+        ),
+    )
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Cannot locate Activity ScheduleID",
+    )
+
+
+async def test_wire_describe_domain_of_a_missing_domain_is_entity_not_exists(
+    frontend: FakeFrontend,
+):
+    # common/domain/handler.go DescribeDomain; nosql_domain_store.go GetDomain.
+    error = await raw_call(
+        frontend, "DescribeDomain", service_domain_pb2.DescribeDomainRequest(name="typo")
+    )
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        "Domain typo does not exist.",
+    )
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    assert status.details[0].Is(error_pb2.EntityNotExistsError.DESCRIPTOR)
 
 
 # --- the yarpc transport -------------------------------------------------------------------
