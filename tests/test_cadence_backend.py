@@ -890,6 +890,14 @@ async def test_tls_server_name_is_the_name_checked_in_the_certificate(tmp_path: 
             {"CADENCE_TLS": "false", "CADENCE_TLS_SERVER_CA_CERT_PATH": "{dir}/ca.crt"},
             "CADENCE_TLS",
         ),
+        ({"CADENCE_TLS_SERVER_CA_CERT_PATH": "{dir}/ca.key"}, "CADENCE_TLS_SERVER_CA"),
+        (
+            {
+                "CADENCE_TLS_CLIENT_CERT_PATH": "{dir}/client.crt",
+                "CADENCE_TLS_CLIENT_KEY_PATH": "{dir}/client.crt",
+            },
+            "CADENCE_TLS_CLIENT_KEY_PATH",
+        ),
     ],
 )
 def test_tls_misconfiguration_stops_the_start(tmp_path: Path, env: dict[str, str], variable: str):

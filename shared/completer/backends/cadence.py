@@ -199,11 +199,24 @@ class UnknownDomain(ConfigurationError, InternalError):
     """
 
 
-def _read(path: str, variable: str) -> bytes:
+def _read(path: str, variable: str, *, key: bool = False) -> bytes:
+    """A PEM file's bytes, checked now so a wrong file stops the start, not a handshake."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     try:
-        return Path(path).read_bytes()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"{variable} names a file that cannot be read: {exc}.") from None
+    try:
+        if key:
+            load_pem_private_key(data, password=None)
+        else:
+            x509.load_pem_x509_certificates(data)
+    except (ValueError, TypeError):
+        what = "an unencrypted PEM private key" if key else "PEM certificates"
+        raise ConfigurationError(f"{variable} must name a file of {what}.") from None
+    return data
 
 
 class CadenceBackend(Backend):
@@ -439,7 +452,7 @@ def _tls(settings: Settings) -> tuple[grpc.ChannelCredentials | None, list[tuple
         )
     credentials = grpc.ssl_channel_credentials(
         root_certificates=_read(ca, "CADENCE_TLS_SERVER_CA_CERT_PATH") if ca else None,
-        private_key=_read(key, "CADENCE_TLS_CLIENT_KEY_PATH") if key else None,
+        private_key=_read(key, "CADENCE_TLS_CLIENT_KEY_PATH", key=True) if key else None,
         certificate_chain=_read(cert, "CADENCE_TLS_CLIENT_CERT_PATH") if cert else None,
     )
     options = []
