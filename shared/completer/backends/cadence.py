@@ -80,8 +80,8 @@ CALLER_NAME = "activity-completer"
 ENCODING_PROTO = "proto"
 CALLER_TYPE_SDK = "sdk"
 
-# The smallest gRPC message limit a Cadence frontend may be configured with (its config's
-# ``grpcMaxMsgSize``, "default (4MB)"); a larger request would be RESOURCE_EXHAUSTED.
+# The gRPC message limit Cadence's config calls its default (common/config/config.go
+# ``grpcMaxMsgSize``, "default (4MB)"; yarpc's own is 64 MiB): never send more.
 GRPC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # limit.identityLength's default (common/dynamicconfig/dynamicproperties/constants.go).
