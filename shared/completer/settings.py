@@ -86,6 +86,20 @@ class Settings(BaseSettings):
         default="localhost:7833", min_length=1, validation_alias=_env("CADENCE_ADDRESS")
     )
     cadence_domain: str | None = Field(default=None, validation_alias=_env("CADENCE_DOMAIN"))
+    # Cadence over TLS, named after temporalio.envconfig's TEMPORAL_TLS* variables.
+    cadence_tls: bool | None = Field(default=None, validation_alias=_env("CADENCE_TLS"))
+    cadence_tls_server_ca_cert_path: str | None = Field(
+        default=None, validation_alias=_env("CADENCE_TLS_SERVER_CA_CERT_PATH")
+    )
+    cadence_tls_client_cert_path: str | None = Field(
+        default=None, validation_alias=_env("CADENCE_TLS_CLIENT_CERT_PATH")
+    )
+    cadence_tls_client_key_path: str | None = Field(
+        default=None, validation_alias=_env("CADENCE_TLS_CLIENT_KEY_PATH")
+    )
+    cadence_tls_server_name: str | None = Field(
+        default=None, validation_alias=_env("CADENCE_TLS_SERVER_NAME")
+    )
 
     @field_validator("signing_secrets", mode="before")
     @classmethod
@@ -103,6 +117,20 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator(
+        "cadence_tls",
+        "cadence_tls_server_ca_cert_path",
+        "cadence_tls_client_cert_path",
+        "cadence_tls_client_key_path",
+        "cadence_tls_server_name",
+        mode="before",
+    )
+    @classmethod
+    def _empty_tls_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
         return value
