@@ -101,7 +101,7 @@ class Backend(ABC):
         the question is whether the engine can be reached. The default trusts a
         successful connect; adapters whose connect does not touch the network override it.
         """
-        return None
+        return
 
     @abstractmethod
     async def encoded_size(self, request: CompletionRequest) -> int:

@@ -1,0 +1,248 @@
+"""Engine outage and overload on the real Temporal dev server (see docs/outages.md).
+
+A TCP proxy between the completer and the dev server plays the faults: a port that refuses,
+a balancer that accepts and resets, a frontend that drops established connections and then
+every new one, a server that stalls. An unreachable engine is ``engine_unavailable`` within
+2 s whatever the RPC deadline, then answered at once by the circuit breaker until a probe
+sees it back; a stalling one is ``engine_timeout``. Permanent errors and timeouts never open
+the breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from completer import errors
+from completer.breaker import PROBE_INTERVAL_SECONDS
+from completer.client import CompletionClient
+from completer.models import CompletionRequest
+from completer.settings import Settings
+from tests.support.proxy import Mode, TcpProxy
+from tests.support.services import free_port
+from tests.support.temporal import TemporalServer, WaitingActivity
+
+pytestmark = pytest.mark.temporal
+
+# Long on purpose: an unreachable engine must be answered fast whatever the deadline.
+LONG_DEADLINE = 30.0
+FAIL_FAST = 2.0
+
+
+def request(waiting: WaitingActivity, result: Any = "done", **fields: Any) -> CompletionRequest:
+    if fields.get("action") in ("heartbeat", "cancel"):
+        return CompletionRequest.build({"task_token": waiting.token_b64, **fields})
+    return CompletionRequest.build({"task_token": waiting.token_b64, "result": result, **fields})
+
+
+@pytest.fixture
+def proxy(temporal_server: TemporalServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[TcpProxy]:
+    """A started proxy to the dev server; TEMPORAL_ADDRESS points at it."""
+    with TcpProxy(temporal_server.port) as proxy:
+        monkeypatch.setenv("TEMPORAL_ADDRESS", proxy.address)
+        yield proxy
+
+
+@contextlib.asynccontextmanager
+async def warm_client(deadline: float = LONG_DEADLINE) -> AsyncIterator[CompletionClient]:
+    """A connected client that has already completed nothing but answered a probe."""
+    async with CompletionClient.create(Settings(COMPLETER_RPC_TIMEOUT_SECONDS=deadline)) as client:
+        await client.backend.probe()
+        yield client
+
+
+async def answer(client: CompletionClient, req: CompletionRequest) -> tuple[Any, float]:
+    """The outcome or the public error of one request, and how long it took."""
+    started = time.monotonic()
+    try:
+        outcome: Any = await client.execute(req)
+    except errors.CompleterError as exc:
+        outcome = exc
+    return outcome, time.monotonic() - started
+
+
+async def until_closed(client: CompletionClient, req: CompletionRequest, within: float) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        outcome, _ = await answer(client, req)
+        if not isinstance(outcome, errors.EngineUnavailable) or time.monotonic() > deadline:
+            return outcome
+        await asyncio.sleep(0.05)
+
+
+def assert_unavailable_fast(outcome: Any, elapsed: float) -> None:
+    assert isinstance(outcome, errors.EngineUnavailable), outcome
+    assert outcome.unreachable
+    assert outcome.retry_after >= 1
+    assert elapsed < FAIL_FAST, elapsed
+
+
+# --- each way an engine can be unreachable --------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["refuse", "reset", "close"])
+async def test_warm_client_engine_gone_is_unavailable_within_2s(
+    proxy: TcpProxy, waiting: WaitingActivity, mode: Mode
+):
+    async with warm_client() as client:
+        proxy.drop_connections(reset=mode == "reset")
+        proxy.set_mode(mode)
+        outcome, elapsed = await answer(client, request(waiting))
+        assert_unavailable_fast(outcome, elapsed)
+        assert client.breaker.is_open
+        proxy.set_mode("forward")
+        outcome = await until_closed(client, request(waiting), within=3)
+    assert outcome.status.value == "completed"
+    assert await waiting.handle.result() == "done"
+
+
+async def test_dropped_connections_then_closed_ones_are_never_engine_timeout(
+    proxy: TcpProxy, new_waiting: Any
+):
+    # A frontend restart or a balancer drain: established connections are closed (FIN) and so
+    # is every new one. The SDK reports the closed connection as CANCELLED; before the fix the
+    # completer read that as its own deadline (engine_timeout). Several rounds: which status
+    # the SDK's last retry ends in varies.
+    activities = [await new_waiting() for _ in range(4)]
+    async with warm_client() as client:
+        for act in activities:
+            proxy.set_mode("forward")
+            await until_closed(client, request(act, action="heartbeat"), within=3)
+            assert not client.breaker.is_open
+            proxy.drop_connections(reset=False)
+            proxy.set_mode("close")
+            outcome, elapsed = await answer(client, request(act))
+            assert_unavailable_fast(outcome, elapsed)
+        proxy.set_mode("forward")
+        for act in activities:
+            outcome = await until_closed(client, request(act), within=3)
+            assert outcome.status.value == "completed"
+
+
+async def test_cold_client_refused_reset_and_unresolvable_are_unavailable_within_2s(
+    monkeypatch: pytest.MonkeyPatch, temporal_server: TemporalServer, waiting: WaitingActivity
+):
+    with TcpProxy(temporal_server.port) as resetting:
+        resetting.set_mode("reset")
+        for address in (
+            f"127.0.0.1:{free_port()}",
+            resetting.address,
+            "no-such-host.invalid:7233",
+        ):
+            monkeypatch.setenv("TEMPORAL_ADDRESS", address)
+            client = CompletionClient.create(Settings(COMPLETER_RPC_TIMEOUT_SECONDS=LONG_DEADLINE))
+            try:
+                outcome, elapsed = await answer(client, request(waiting))
+                assert_unavailable_fast(outcome, elapsed)
+            finally:
+                await client.close()
+    assert (await waiting.pending_activity()) is not None
+
+
+async def test_stalling_engine_is_timeout_and_does_not_open_the_breaker(
+    proxy: TcpProxy, waiting: WaitingActivity
+):
+    async with warm_client(deadline=1.0) as client:
+        proxy.stalled = True
+        outcome, elapsed = await answer(client, request(waiting, "late"))
+        assert isinstance(outcome, errors.EngineTimeout), outcome
+        assert 1.0 <= elapsed < 1.0 + 1.5
+        assert not client.breaker.is_open
+        proxy.stalled = False
+        # The outcome was unknown: a retry completes it or finds it already done.
+        outcome, _ = await answer(client, request(waiting, "late"))
+        assert outcome.status.value == "completed" or isinstance(outcome, errors.ActivityNotFound)
+    assert await waiting.handle.result() == "late"
+
+
+# --- the breaker ----------------------------------------------------------------------------
+
+
+async def test_breaker_answers_at_once_probes_and_one_success_closes_it(
+    proxy: TcpProxy, waiting: WaitingActivity
+):
+    async with warm_client() as client:
+        proxy.set_mode("refuse")
+        proxy.drop_connections()
+        first, _ = await answer(client, request(waiting))
+        assert isinstance(first, errors.EngineUnavailable)
+        assert client.breaker.is_open
+        connections = proxy.connections
+        # While open: at once, and without touching the network.
+        for _ in range(20):
+            outcome, elapsed = await answer(client, request(waiting))
+            assert_unavailable_fast(outcome, elapsed)
+            assert elapsed < 0.05, elapsed
+        assert "unreachable" in outcome.message
+        assert proxy.connections == connections
+        # Probes at least once a second while down.
+        probes = client.breaker.probes
+        await asyncio.sleep(2.2)
+        assert client.breaker.probes - probes >= 2
+        assert client.breaker.is_open
+        # The engine is back: a probe closes the breaker without any request.
+        proxy.set_mode("forward")
+        deadline = time.monotonic() + 2 * PROBE_INTERVAL_SECONDS + 1.5
+        while client.breaker.is_open and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not client.breaker.is_open
+        outcome, _ = await answer(client, request(waiting))
+        assert outcome.status.value == "completed"
+    assert await waiting.handle.result() == "done"
+
+
+async def test_one_successful_call_closes_the_breaker(
+    temporal_server: TemporalServer, waiting: WaitingActivity
+):
+    async with warm_client() as client:
+        client.breaker.record_failure(errors.EngineUnavailable("test", unreachable=True))
+        assert client.breaker.is_open
+        client.breaker.record_success()
+        assert not client.breaker.is_open
+        outcome, _ = await answer(client, request(waiting))
+        assert outcome.status.value == "completed"
+
+
+async def test_permanent_errors_throttling_and_timeouts_never_open_the_breaker(
+    temporal_server: TemporalServer, waiting: WaitingActivity
+):
+    settings = Settings(COMPLETER_RPC_TIMEOUT_SECONDS=5, COMPLETER_MAX_PAYLOAD_BYTES=64)
+    async with CompletionClient.create(settings) as client:
+        refused = [
+            CompletionRequest.build({"task_token": "%%%", "result": 1}),  # invalid_request
+            CompletionRequest.build({"task_token": "dG9rZW4", "result": 1}),  # engine refuses
+            request(waiting, "x" * 100),  # payload_too_large
+            request(waiting, action="cancel"),  # conflict: not requested
+        ]
+        codes = []
+        for req in refused:
+            outcome, _ = await answer(client, req)
+            codes.append(outcome.code)
+        assert codes == ["invalid_request", "invalid_request", "payload_too_large", "conflict"]
+        client.breaker.record_failure(errors.EngineUnavailable("shedding", retry_after=2))
+        assert not client.breaker.is_open
+        await client.execute(request(waiting, "ok"))
+        # A completed activity is activity_not_found: permanent, the breaker stays closed.
+        outcome, _ = await answer(client, request(waiting, "again"))
+        assert isinstance(outcome, errors.ActivityNotFound)
+        assert not client.breaker.is_open
+    assert await waiting.handle.result() == "ok"
+
+
+async def test_breaker_stops_probing_when_the_client_closes(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    client = CompletionClient.create(Settings(COMPLETER_RPC_TIMEOUT_SECONDS=LONG_DEADLINE))
+    outcome, _ = await answer(client, CompletionRequest.build({"task_token": "dG9rZW4"}))
+    assert isinstance(outcome, errors.EngineUnavailable)
+    assert client.breaker.is_open
+    await client.close()
+    probes = client.breaker.probes
+    await asyncio.sleep(3 * PROBE_INTERVAL_SECONDS)
+    assert client.breaker.probes == probes
+    assert os.environ["TEMPORAL_ADDRESS"].startswith("127.0.0.1:")
