@@ -18,8 +18,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from temporalio.service import RPCError, RPCStatusCode
 
 from completer import errors
+from completer.backends.temporal import TemporalBackend
 from completer.breaker import PROBE_INTERVAL_SECONDS
 from completer.client import CompletionClient
 from completer.models import CompletionRequest
@@ -103,26 +105,56 @@ async def test_warm_client_engine_gone_is_unavailable_within_2s(
 
 
 async def test_dropped_connections_then_closed_ones_are_never_engine_timeout(
-    proxy: TcpProxy, new_waiting: Any
+    proxy: TcpProxy, waiting: WaitingActivity
 ):
     # A frontend restart or a balancer drain: established connections are closed (FIN) and so
-    # is every new one. The SDK reports the closed connection as CANCELLED; before the fix the
-    # completer read that as its own deadline (engine_timeout). Several rounds: which status
-    # the SDK's last retry ends in varies.
-    activities = [await new_waiting() for _ in range(4)]
+    # is every new one. The SDK's last retry ends in UNKNOWN "transport error" or, in about
+    # one round of five here, CANCELLED "operation was canceled", which the completer once
+    # read as its own deadline (engine_timeout). Several rounds, and the mapping itself is
+    # pinned below.
+    heartbeat = request(waiting, action="heartbeat")
     async with warm_client() as client:
-        for act in activities:
+        for _ in range(8):
             proxy.set_mode("forward")
-            await until_closed(client, request(act, action="heartbeat"), within=3)
+            await until_closed(client, heartbeat, within=3)
             assert not client.breaker.is_open
             proxy.drop_connections(reset=False)
             proxy.set_mode("close")
-            outcome, elapsed = await answer(client, request(act))
+            outcome, elapsed = await answer(client, heartbeat)
             assert_unavailable_fast(outcome, elapsed)
         proxy.set_mode("forward")
-        for act in activities:
-            outcome = await until_closed(client, request(act), within=3)
-            assert outcome.status.value == "completed"
+        outcome = await until_closed(client, request(waiting), within=3)
+    assert outcome.status.value == "completed"
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        (RPCStatusCode.CANCELLED, "operation was canceled", errors.EngineUnavailable),
+        (RPCStatusCode.UNKNOWN, "transport error", errors.EngineUnavailable),
+        (RPCStatusCode.UNAVAILABLE, "tcp connect error", errors.EngineUnavailable),
+        (RPCStatusCode.CANCELLED, "Timeout expired", errors.EngineTimeout),
+        (RPCStatusCode.DEADLINE_EXCEEDED, "context deadline exceeded", errors.EngineTimeout),
+    ],
+)
+def test_what_the_sdk_says_for_a_lost_connection_and_for_a_deadline(
+    status: RPCStatusCode, message: str, expected: type[errors.CompleterError]
+):
+    backend = TemporalBackend(Settings())
+    error = backend.translate_error(RPCError(message, status, b""))
+    assert type(error) is expected
+    if isinstance(error, errors.EngineUnavailable):
+        assert error.unreachable
+
+
+def test_resource_exhausted_is_unavailable_with_retry_after_and_keeps_the_breaker_closed():
+    backend = TemporalBackend(Settings())
+    error = backend.translate_error(
+        RPCError("namespace rate limit exceeded", RPCStatusCode.RESOURCE_EXHAUSTED, b"")
+    )
+    assert isinstance(error, errors.EngineUnavailable)
+    assert error.retry_after >= 1
+    assert not error.unreachable
 
 
 async def test_cold_client_refused_reset_and_unresolvable_are_unavailable_within_2s(
