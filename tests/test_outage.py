@@ -14,11 +14,18 @@ import asyncio
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.common import RetryPolicy
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from completer import errors
 from completer.backends.temporal import TemporalBackend
@@ -26,9 +33,15 @@ from completer.breaker import PROBE_INTERVAL_SECONDS
 from completer.client import CompletionClient
 from completer.models import CompletionRequest
 from completer.settings import Settings
+from completer.tokens import encode_token
 from tests.support.proxy import Mode, TcpProxy
 from tests.support.services import free_port
-from tests.support.temporal import TemporalServer, WaitingActivity
+from tests.support.temporal import (
+    TemporalServer,
+    WaitingActivity,
+    connect_when_ready,
+    temporal_dev_server,
+)
 
 pytestmark = pytest.mark.temporal
 
@@ -278,3 +291,145 @@ async def test_breaker_stops_probing_when_the_client_closes(monkeypatch: pytest.
     await asyncio.sleep(3 * PROBE_INTERVAL_SECONDS)
     assert client.breaker.probes == probes
     assert os.environ["TEMPORAL_ADDRESS"].startswith("127.0.0.1:")
+
+
+# --- the dev server's own rate limit under a burst -------------------------------------------
+
+BURST_WORKFLOWS = 10
+BURST_PER_WORKFLOW = 50
+RATE_LIMIT = {"frontend.globalNamespaceRPS": "10"}
+
+# (workflow_id, index) -> task token of that pending activity.
+_BURST_TOKENS: dict[tuple[str, int], bytes] = {}
+
+
+@activity.defn(name="burst_wait")
+async def burst_wait(index: int) -> Any:
+    """Hand out the task token and return pending, like wait_for_completion, many per run."""
+    info = activity.info()
+    _BURST_TOKENS[(info.workflow_id or "", index)] = info.task_token
+    activity.raise_complete_async()
+
+
+@workflow.defn
+class ManyWaitingWorkflow:
+    """Waits for ``count`` externally completed activities; returns their results in order."""
+
+    @workflow.run
+    async def run(self, count: int) -> list[Any]:
+        return list(
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity(
+                        burst_wait,
+                        index,
+                        start_to_close_timeout=timedelta(minutes=10),
+                        retry_policy=RetryPolicy(maximum_attempts=1),
+                    )
+                    for index in range(count)
+                )
+            )
+        )
+
+
+def burst_worker(client: Client, task_queue: str) -> Worker:
+    # No workflow cache: no sticky queue that would outlive the first server.
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ManyWaitingWorkflow],
+        activities=[burst_wait],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        max_cached_workflows=0,
+        max_concurrent_activities=BURST_WORKFLOWS * BURST_PER_WORKFLOW,
+    )
+
+
+async def start_burst_activities(address: str) -> tuple[str, dict[tuple[str, int], bytes]]:
+    """Start the waiting activities on an unthrottled server (setup must not take minutes)."""
+    client = await connect_when_ready(address)
+    task_queue = f"burst-{uuid.uuid4()}"
+    total = BURST_WORKFLOWS * BURST_PER_WORKFLOW
+    async with burst_worker(client, task_queue):
+        for n in range(BURST_WORKFLOWS):
+            await client.start_workflow(
+                ManyWaitingWorkflow.run,
+                BURST_PER_WORKFLOW,
+                id=f"burst-{n}-{uuid.uuid4().hex[:8]}",
+                task_queue=task_queue,
+            )
+        async with asyncio.timeout(120):
+            while len(_BURST_TOKENS) < total:
+                await asyncio.sleep(0.1)
+    tokens = dict(_BURST_TOKENS)
+    _BURST_TOKENS.clear()
+    return task_queue, tokens
+
+
+async def test_burst_on_a_rate_limited_server_sheds_with_retry_after_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # The activities are started on the same database without the limit, then the server is
+    # restarted with frontend.globalNamespaceRPS=10 (at 10 requests a second the setup alone
+    # would take a minute). Every completion carries its attempt number, so the workflows'
+    # results say which attempt completed each activity.
+    with temporal_dev_server(tmp_path) as server:
+        task_queue, tokens = await start_burst_activities(server.address)
+    assert len(tokens) >= 500
+    with temporal_dev_server(tmp_path, dynamic_config=RATE_LIMIT) as server:
+        temporal = await connect_when_ready(server.address)
+        monkeypatch.setenv("TEMPORAL_ADDRESS", server.address)
+        worker = burst_worker(temporal, task_queue)
+        settings = Settings(COMPLETER_RPC_TIMEOUT_SECONDS=10)
+        answers: dict[tuple[str, int], list[str]] = {key: [] for key in tokens}
+        shed_first_wave = 0
+        started = time.monotonic()
+        async with worker, CompletionClient.create(settings) as client:
+
+            async def complete(key: tuple[str, int], attempt: int) -> float | None:
+                req = CompletionRequest.build(
+                    {"task_token": encode_token(tokens[key]), "result": [*key, attempt]}
+                )
+                try:
+                    await client.execute(req)
+                except errors.EngineUnavailable as exc:
+                    shed = exc
+                else:
+                    answers[key].append("completed")
+                    return None
+                answers[key].append("engine_unavailable")
+                assert shed.retry_after >= 1
+                assert not shed.unreachable
+                return float(shed.retry_after)
+
+            pending = list(tokens)
+            attempt = 0
+            while pending:
+                attempt += 1
+                waits = await asyncio.gather(*(complete(key, attempt) for key in pending))
+                assert not client.breaker.is_open
+                pending = [key for key, wait in zip(pending, waits, strict=True) if wait]
+                if attempt == 1:
+                    shed_first_wave = len(pending)
+                if pending:
+                    await asyncio.sleep(min(w for w in waits if w))
+                assert time.monotonic() - started < 150, f"{len(pending)} still pending"
+            elapsed = time.monotonic() - started
+            # 0 lost, 0 completed twice: each activity was answered "completed" exactly once,
+            # and its workflow got the result of exactly that attempt.
+            completed_by = {}
+            for key, seen in answers.items():
+                assert seen.count("completed") == 1, (key, seen)
+                assert seen[-1] == "completed"
+                completed_by[key] = len(seen)
+            for workflow_id in {key[0] for key in tokens}:
+                results = await temporal.get_workflow_handle(workflow_id).result()
+                assert results == [
+                    [workflow_id, index, completed_by[(workflow_id, index)]]
+                    for index in range(BURST_PER_WORKFLOW)
+                ]
+        print(
+            f"burst of {len(tokens)}: {shed_first_wave} shed in the first wave, "
+            f"{attempt} waves, all completed in {elapsed:.1f} s"
+        )
+        assert shed_first_wave > 0, "the rate limit never answered RESOURCE_EXHAUSTED"
