@@ -340,6 +340,7 @@ def _config(budget: RetryBudget) -> botocore.config.Config:
         retries={"mode": "standard", "total_max_attempts": budget.total_max_attempts},
         connect_timeout=budget.connect_timeout,
         read_timeout=budget.read_timeout,
+        max_pool_connections=MAX_CONCURRENT_CALLS,
         user_agent_extra="activity-completer",
     )
 
