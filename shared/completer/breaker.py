@@ -98,7 +98,7 @@ class CircuitBreaker:
         self._cause = error.message[:200].rstrip(".")
         if self.opened_at is None:
             self.opened_at = time.monotonic()
-            logger.warning(
+            logger.info(
                 "engine unreachable: answering engine_unavailable until a probe succeeds",
                 extra={"completer": {"backend": self.name, "outcome": "breaker_open"}},
             )
@@ -111,7 +111,7 @@ class CircuitBreaker:
             return
         down_for = time.monotonic() - self.opened_at
         self.opened_at = None
-        logger.warning(
+        logger.info(
             "engine reachable again",
             extra={
                 "completer": {

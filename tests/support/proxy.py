@@ -24,7 +24,7 @@ from typing import Literal, Self
 
 from tests.support.services import free_port
 
-Mode = Literal["forward", "close", "swallow", "reset", "refuse"]
+Mode = Literal["forward", "close", "reset", "refuse"]
 
 
 class TcpProxy:
@@ -88,11 +88,6 @@ class TcpProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         if self.mode == "close":
-            writer.close()
-            return
-        if self.mode == "swallow":
-            with contextlib.suppress(OSError):
-                await reader.read(65536)
             writer.close()
             return
         if self.mode == "reset":
