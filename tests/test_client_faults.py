@@ -36,6 +36,18 @@ def request(**fields: Any) -> CompletionRequest:
     return CompletionRequest.build(fields)
 
 
+async def eventually(call: Any, *, within: float = 3.0) -> Any:
+    """Retry ``call`` while it answers engine_unavailable, for at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await call()
+        except errors.EngineUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def result_of_encoded_size(client: CompletionClient, size: int, token: str) -> str:
     """A string result whose encoded payload is exactly ``size`` bytes."""
     n = size - 64
@@ -155,8 +167,11 @@ async def test_sync_face_survives_engine_down_at_start(
         with pytest.raises(errors.EngineUnavailable):
             await asyncio.to_thread(client.execute, request(task_token=waiting.token_b64, result=0))
         with proxy:
-            outcome = await asyncio.to_thread(
-                client.execute, request(task_token=waiting.token_b64, result="back")
+            # The breaker answers at once until its probe (every 0.5 s) sees the engine back.
+            outcome = await eventually(
+                lambda: asyncio.to_thread(
+                    client.execute, request(task_token=waiting.token_b64, result="back")
+                )
             )
     assert outcome.status.value == "completed"
     assert await waiting.handle.result() == "back"

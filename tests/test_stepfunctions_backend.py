@@ -7,11 +7,13 @@ Error codes moto cannot produce are answered by botocore's Stubber on the backen
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,13 +26,16 @@ from botocore.stub import Stubber
 from completer import errors
 from completer.backends.stepfunctions import (
     MAX_CAUSE_CHARS,
+    MAX_CONCURRENT_CALLS,
     MAX_ERROR_CHARS,
     StepFunctionsBackend,
+    retry_budget,
 )
 from completer.client import CompletionClient
 from completer.errors import ConfigurationError
 from completer.models import CompletionRequest, Status
 from completer.settings import Settings
+from tests.support.proxy import TcpProxy
 from tests.support.services import free_port
 from tests.support.stepfunctions import (
     OUTPUT_LIMIT,
@@ -383,3 +388,98 @@ def test_stepfunctions_loads_neither_temporalio_nor_grpc():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- the retry budget inside the deadline -------------------------------------------------
+
+
+@pytest.mark.parametrize("deadline", [0.5, 1.0, 2.0, 3.0, 3.5, 5.0, 10.0, 30.0, 60.0])
+def test_botocore_worst_case_fits_inside_the_deadline(deadline: float):
+    budget = retry_budget(deadline)
+    assert budget.worst_case_seconds <= deadline + 1e-9
+    assert budget.connect_timeout <= 0.5
+    assert budget.read_timeout > 0
+    if deadline >= 10:
+        assert budget.total_max_attempts == 2
+
+
+async def test_unreachable_endpoint_is_unavailable_within_2s_whatever_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    for name, value in aws_env(f"http://127.0.0.1:{free_port()}").items():
+        monkeypatch.setenv(name, value)
+    async with CompletionClient.create(sfn_settings(timeout=30.0)) as client:
+        started = time.monotonic()
+        with pytest.raises(errors.EngineUnavailable) as info:
+            await run(client, task_token="token", result=1)
+        assert time.monotonic() - started < 2.0
+        assert info.value.unreachable
+        assert client.breaker.is_open
+        started = time.monotonic()
+        with pytest.raises(errors.EngineUnavailable):
+            await run(client, task_token="token", result=1)
+        assert time.monotonic() - started < 0.05
+
+
+async def test_throttling_asks_to_retry_after_and_keeps_the_breaker_closed(stubbed):
+    client, stubber = stubbed
+    stubber.add_client_error(
+        "send_task_success", service_error_code="ThrottlingException", http_status_code=400
+    )
+    with pytest.raises(errors.EngineUnavailable) as info:
+        await run(client, task_token="tok", result=1)
+    assert info.value.retry_after >= 1
+    assert not info.value.unreachable
+    assert not client.breaker.is_open
+
+
+@pytest.mark.moto
+async def test_no_callback_reaches_step_functions_after_the_completer_answered(
+    moto_sfn: MotoStepFunctions, monkeypatch: pytest.MonkeyPatch
+):
+    # Requests reach moto at once, answers come back late (slower than the read timeout):
+    # the first SendTaskSuccess completes the task, botocore retries, and the completer
+    # answers engine_timeout (the outcome is unknown to it). Before, botocore's retries went
+    # on in an abandoned thread after that answer.
+    waiting = moto_sfn.start_waiting()
+    deadline = 3.5
+    budget = retry_budget(deadline)
+    assert budget.total_max_attempts == 2
+    port = int(moto_sfn.endpoint.rsplit(":", 1)[1])
+    with TcpProxy(port) as proxy:
+        proxy.response_delay = deadline + 1.0  # slower than any read timeout, old or new
+        for name, value in aws_env(proxy.url).items():
+            monkeypatch.setenv(name, value)
+        async with CompletionClient.create(sfn_settings(timeout=deadline)) as client:
+            started = time.monotonic()
+            with pytest.raises(errors.EngineTimeout):
+                await run(client, task_token=waiting.task_token, result={"v": 1})
+            answered = time.monotonic()
+            assert answered - started <= deadline + 1.5
+            sent = len(proxy.sent_upstream)
+            assert sent >= 1
+            # Longer than the old code's retries took to go out after its answer.
+            await asyncio.sleep(deadline + 1.0)
+            late = [t - answered for t in proxy.sent_upstream if t > answered]
+            assert late == [], f"sent {late} s after the answer"
+    described = await waiting.finished()
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(described["output"]) == {"v": 1}
+
+
+async def test_calls_run_on_the_backends_own_bounded_pool(
+    silent_endpoint: str, monkeypatch: pytest.MonkeyPatch
+):
+    for name, value in aws_env(silent_endpoint).items():
+        monkeypatch.setenv(name, value)
+    async with CompletionClient.create(sfn_settings(timeout=1.0)) as client:
+        answers = await asyncio.gather(
+            *(run(client, task_token=f"t{i}", result=i) for i in range(MAX_CONCURRENT_CALLS + 8)),
+            return_exceptions=True,
+        )
+        codes = {type(a).__name__ for a in answers}
+        assert codes <= {"EngineTimeout", "EngineUnavailable"}, codes
+        pool = [t for t in threading.enumerate() if t.name.startswith("completer-sfn")]
+        assert 0 < len(pool) <= MAX_CONCURRENT_CALLS
+        # The loop's default executor is not clogged by calls to a silent engine.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"

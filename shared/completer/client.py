@@ -24,9 +24,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Self
 
 from completer.backends import create_backend
+from completer.breaker import CircuitBreaker
 from completer.errors import (
     CompleterError,
     EngineTimeout,
+    EngineUnavailable,
     InternalError,
     PayloadTooLarge,
 )
@@ -67,12 +69,15 @@ class CompletionClient:
     """Completes activities in one engine over one connection (async).
 
     Use :meth:`connect` (or ``async with``) to build one; :meth:`execute` is safe to call
-    concurrently from many tasks on the same event loop.
+    concurrently from many tasks on the same event loop. An unreachable engine opens the
+    client's :attr:`breaker`: later requests answer ``engine_unavailable`` at once while a
+    background probe waits for the engine to come back (see docs/outages.md).
     """
 
     def __init__(self, backend: Backend, *, settings: Settings) -> None:
         self.backend = backend
         self.settings = settings
+        self.breaker = CircuitBreaker(self._probe, name=backend.name)
         self._connected = False
         self._connect_lock = asyncio.Lock()
 
@@ -165,7 +170,19 @@ class CompletionClient:
     async def _execute(self, request: CompletionRequest) -> CompletionOutcome:
         target = self.backend.resolve_target(request)
         await self._check_size(request)
-        await self.ensure_connected()
+        self.breaker.check()
+        try:
+            await self.ensure_connected()
+            outcome = await self._call_within_deadline(request, target)
+        except EngineUnavailable as exc:
+            self.breaker.record_failure(exc)
+            raise
+        self.breaker.record_success()
+        return outcome
+
+    async def _call_within_deadline(
+        self, request: CompletionRequest, target: Target
+    ) -> CompletionOutcome:
         try:
             async with asyncio.timeout(
                 self.settings.rpc_timeout_seconds + _DEADLINE_MARGIN_SECONDS
@@ -180,6 +197,10 @@ class CompletionClient:
             ) from exc
         except Exception as exc:
             raise self.backend.translate_error(exc) from exc
+
+    async def _probe(self) -> None:
+        await self.ensure_connected()
+        await self.backend.probe()
 
     async def _check_size(self, request: CompletionRequest) -> None:
         limit = self.settings.max_payload_bytes
@@ -217,7 +238,8 @@ class CompletionClient:
         return CompletionOutcome(status=Status.CANCELLED)
 
     async def close(self) -> None:
-        """Close the engine connection."""
+        """Stop probing and close the engine connection."""
+        await self.breaker.close()
         self._connected = False
         await self.backend.close()
 

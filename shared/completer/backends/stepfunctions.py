@@ -5,15 +5,19 @@ answers it with ``SendTaskSuccess``, ``SendTaskFailure`` or ``SendTaskHeartbeat`
 passed on as issued (1 to 2,048 characters). Step Functions has no cancel callback and no way
 to name a task by IDs: both are ``invalid_request``.
 
-One client per process, made in :meth:`StepFunctionsBackend.connect` with the standard retry
-mode and the RPC deadline as connect and read timeouts; AWS settings come from boto3's usual
-sources (``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL_SFN``, credentials chain).
-boto3 blocks, so every call runs in a worker thread. Errors map as follows:
+One client per process, made in :meth:`StepFunctionsBackend.connect`; AWS settings come from
+boto3's usual sources (``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL_SFN``,
+credentials chain). boto3 blocks, so every call runs in a thread of the backend's own bounded
+pool. botocore's whole retry budget (attempts, connect and read timeouts, backoff) fits inside
+the RPC deadline (:func:`retry_budget`), and no attempt is sent once the deadline has passed:
+when the completer answers, no call of that request is still going on, so a task is never
+completed after its caller was told to retry. Errors map as follows:
 
 - ``TaskDoesNotExist``, ``TaskTimedOut``: ``activity_not_found``.
 - ``InvalidToken``, ``InvalidOutput``, ``ValidationException``: ``invalid_request``.
-- throttling (``ThrottlingException``, ``KmsThrottlingException``, ...), any 5xx, connection
-  refused or reset: ``engine_unavailable``.
+- throttling (``ThrottlingException``, ``KmsThrottlingException``, ...): ``engine_unavailable``
+  with a ``Retry-After``; any 5xx, connection refused or reset, connect timeout:
+  ``engine_unavailable``.
 - read timeout: ``engine_timeout``.
 - ``KmsAccessDeniedException``, ``KmsInvalidStateException``, refused credentials, anything
   else: ``internal``.
@@ -27,9 +31,13 @@ kept for redelivery rather than dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import json
 import os
-from typing import TYPE_CHECKING
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import boto3
 import botocore.config
@@ -48,12 +56,20 @@ from completer.errors import (
 from completer.models import Action, ActivityError, CompletionRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mypy_boto3_stepfunctions import SFNClient
     from pydantic import JsonValue
 
     from completer.settings import Settings
 
-__all__ = ["StepFunctionsBackend", "failure_fields", "truncate_utf16"]
+__all__ = [
+    "RetryBudget",
+    "StepFunctionsBackend",
+    "failure_fields",
+    "retry_budget",
+    "truncate_utf16",
+]
 
 MAX_ERROR_CHARS = 256
 """Longest ``error`` SendTaskFailure accepts (AWS API reference)."""
@@ -72,6 +88,63 @@ _THROTTLED = {
     "RequestThrottledException",
     "KmsThrottlingException",
 }
+
+MAX_CONCURRENT_CALLS = 32
+"""Threads of the backend's own pool: calls beyond it wait for a free thread."""
+START_GRACE_SECONDS = 0.5
+"""A call that waited longer than this for a thread is refused (engine_unavailable)."""
+CONNECT_TIMEOUT_SECONDS = 0.5
+"""Longest one TCP connect may take (an unreachable endpoint answers within 2 s)."""
+RETRY_BACKOFF_ALLOWANCE_SECONDS = 1.0
+"""What one botocore retry may wait (standard mode: at most 1 s for throttling)."""
+MIN_READ_TIMEOUT_SECONDS = 0.5
+"""A retry is planned only when every attempt still gets at least this read timeout."""
+THROTTLED_RETRY_AFTER_SECONDS = 2
+"""``Retry-After`` when Step Functions throttles the completer."""
+_PROBE_TOKEN = "activity-completer-probe"  # noqa: S105 - an invalid token, not a secret
+
+# The latest time the running call may send an attempt (set in the pool thread).
+_send_by: contextvars.ContextVar[float] = contextvars.ContextVar("completer_sfn_send_by")
+
+
+class RetryBudget(NamedTuple):
+    """botocore's attempts and timeouts for one RPC deadline."""
+
+    total_max_attempts: int
+    connect_timeout: float
+    read_timeout: float
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """The longest a call can take: every attempt times out, every backoff is full."""
+        attempts = self.total_max_attempts
+        return (
+            attempts * (self.connect_timeout + self.read_timeout)
+            + (attempts - 1) * RETRY_BACKOFF_ALLOWANCE_SECONDS
+        )
+
+
+def retry_budget(deadline: float) -> RetryBudget:
+    """Split the RPC deadline into botocore attempts so that the worst case fits inside it.
+
+    Two attempts when the deadline leaves each a useful read timeout, else one.
+    """
+    connect = min(CONNECT_TIMEOUT_SECONDS, deadline / 4)
+    two = (deadline - RETRY_BACKOFF_ALLOWANCE_SECONDS) / 2 - connect
+    if two >= MIN_READ_TIMEOUT_SECONDS:
+        return RetryBudget(2, connect, two)
+    return RetryBudget(1, connect, deadline - connect)
+
+
+class _SentTooLate(Exception):
+    """An attempt would have been sent after the deadline."""
+
+
+def _refuse_late_send(**_: Any) -> None:
+    send_by = _send_by.get(None)
+    if send_by is not None and time.monotonic() > send_by:
+        raise _SentTooLate
+
 
 _CANCEL_MESSAGE = (
     "Step Functions has no cancel callback for a task token: a waiting task ends only "
@@ -142,13 +215,14 @@ class StepFunctionsBackend(Backend):
                 "state machines (AWS_REGION or AWS_DEFAULT_REGION)."
             )
         self._session = session
-        self._config = botocore.config.Config(
-            retries={"mode": "standard"},
-            connect_timeout=settings.rpc_timeout_seconds,
-            read_timeout=settings.rpc_timeout_seconds,
-            user_agent_extra="activity-completer",
+        self.budget = retry_budget(settings.rpc_timeout_seconds)
+        self._config = _config(self.budget)
+        self._probe_config = _config(
+            RetryBudget(1, CONNECT_TIMEOUT_SECONDS, CONNECT_TIMEOUT_SECONDS)
         )
         self._client: SFNClient | None = None
+        self._probe_client: SFNClient | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def client(self) -> SFNClient:
@@ -170,15 +244,46 @@ class StepFunctionsBackend(Backend):
     async def connect(self) -> None:
         if self._client is not None:
             return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(MAX_CONCURRENT_CALLS, "completer-sfn")
         # Loading the service model reads files: keep it off the event loop.
-        self._client = await asyncio.to_thread(
-            self._session.client, "stepfunctions", region_name=self.region, config=self._config
-        )
+        self._probe_client = await asyncio.to_thread(self._new_client, self._probe_config)
+        self._client = await asyncio.to_thread(self._new_client, self._config)
+
+    def _new_client(self, config: botocore.config.Config) -> SFNClient:
+        client = self._session.client("stepfunctions", region_name=self.region, config=config)
+        client.meta.events.register("before-send", _refuse_late_send)
+        return client
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await asyncio.to_thread(client.close)
+        clients = (self._client, self._probe_client)
+        self._client = self._probe_client = None
+        pool, self._pool = self._pool, None
+        for client in clients:
+            if client is not None:
+                await asyncio.to_thread(client.close)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def probe(self) -> None:
+        # Any answer, even InvalidToken, proves the endpoint can be reached.
+        client = self._probe_client
+        if client is None:
+            raise InternalError("the Step Functions client is not created.")
+        try:
+            await self._run(client.send_task_heartbeat, taskToken=_PROBE_TOKEN)
+        except botocore.exceptions.ClientError:
+            return
+
+    async def _run(self, call: Callable[..., Any], /, **kwargs: Any) -> Any:
+        if self._pool is None:
+            raise InternalError("the Step Functions client is not created.")
+        queued = time.monotonic()
+        deadline = self.settings.rpc_timeout_seconds
+        task = functools.partial(_bounded, call, kwargs, queued=queued, send_by=queued + deadline)
+        # Cancelling the awaiting coroutine (the client's deadline) drops a call that has
+        # not started; one that has started ends within the retry budget.
+        return await asyncio.get_running_loop().run_in_executor(self._pool, task)
 
     async def encoded_size(self, request: CompletionRequest) -> int:
         if request.action is Action.COMPLETE:
@@ -190,17 +295,17 @@ class StepFunctionsBackend(Backend):
         return 0
 
     async def complete(self, target: Target, result: JsonValue) -> None:
-        await asyncio.to_thread(
+        await self._run(
             self.client.send_task_success, taskToken=_token(target), output=_json(result)
         )
 
     async def fail(self, target: Target, error: ActivityError) -> None:
-        await asyncio.to_thread(
+        await self._run(
             self.client.send_task_failure, taskToken=_token(target), **failure_fields(error)
         )
 
     async def heartbeat(self, target: Target, details: JsonValue) -> bool:
-        await asyncio.to_thread(self.client.send_task_heartbeat, taskToken=_token(target))
+        await self._run(self.client.send_task_heartbeat, taskToken=_token(target))
         # Step Functions never asks a task to cancel: a stopped execution's token answers
         # TaskTimedOut or TaskDoesNotExist (activity_not_found) instead.
         return False
@@ -213,19 +318,44 @@ class StepFunctionsBackend(Backend):
             return exc
         if isinstance(exc, botocore.exceptions.ClientError):
             return _translate_client_error(exc)
-        if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+        if isinstance(exc, botocore.exceptions.ReadTimeoutError | _SentTooLate):
             return EngineTimeout(
                 "Step Functions did not answer within the deadline; the outcome is unknown."
             )
         if isinstance(
             exc, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError
         ):
-            return EngineUnavailable(f"Step Functions is unreachable ({type(exc).__name__}).")
+            return EngineUnavailable(
+                f"Step Functions is unreachable ({type(exc).__name__}).", unreachable=True
+            )
         if isinstance(exc, botocore.exceptions.ParamValidationError):
             return InvalidRequest(f"Step Functions refused the request: {exc}")
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return InternalError("no AWS credentials were found for the Step Functions client.")
         return InternalError(f"unexpected error from Step Functions ({type(exc).__name__}).")
+
+
+def _config(budget: RetryBudget) -> botocore.config.Config:
+    return botocore.config.Config(
+        retries={"mode": "standard", "total_max_attempts": budget.total_max_attempts},
+        connect_timeout=budget.connect_timeout,
+        read_timeout=budget.read_timeout,
+        max_pool_connections=MAX_CONCURRENT_CALLS,
+        user_agent_extra="activity-completer",
+    )
+
+
+def _bounded(
+    call: Callable[..., Any], kwargs: dict[str, Any], *, queued: float, send_by: float
+) -> Any:
+    # Runs in a pool thread: refuse to start late, and let no attempt leave after send_by.
+    if time.monotonic() - queued > START_GRACE_SECONDS:
+        raise EngineUnavailable(
+            f"the completer has {MAX_CONCURRENT_CALLS} Step Functions calls in flight; retry.",
+            retry_after=1,
+        )
+    _send_by.set(send_by)
+    return call(**kwargs)
 
 
 def _token(target: Target) -> str:
@@ -247,7 +377,10 @@ def _translate_client_error(exc: botocore.exceptions.ClientError) -> CompleterEr
     if code in _BAD_REQUEST:
         return InvalidRequest(f"Step Functions refused the request ({code}): {message}")
     if code in _THROTTLED:
-        return EngineUnavailable(f"Step Functions is throttling the completer ({code}).")
+        return EngineUnavailable(
+            f"Step Functions is throttling the completer ({code}).",
+            retry_after=THROTTLED_RETRY_AFTER_SECONDS,
+        )
     if status >= 500:
         return EngineUnavailable(f"Step Functions is unavailable ({code or status}).")
     if code.startswith("Kms"):

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import temporalio.api.common.v1
+import temporalio.api.workflowservice.v1
 import temporalio.client
 import temporalio.converter
 import temporalio.envconfig
@@ -51,8 +52,18 @@ DEFAULT_NAMESPACE = "default"
 # (server 1.32: service/history/api/respondactivitytaskcanceled).
 _CANCEL_NOT_REQUESTED = "without activity being request canceled first"
 
-_NOT_AVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED}
-_TIMED_OUT = {RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+# The SDK ends a call whose rpc_timeout expired with CANCELLED and this message (tonic's
+# timeout layer); any other CANCELLED is the transport giving up on a closed connection.
+_RPC_TIMEOUT_EXPIRED = "Timeout expired"
+
+CONNECT_TIMEOUT_SECONDS = 1.0
+"""Longest one TCP (and TLS) connect may take, on the first connect and every reconnect."""
+RETRY_BUDGET_MILLIS = 1000
+"""The SDK retries UNAVAILABLE and transport errors only within this time, so an unreachable
+engine is answered within 2 s whatever the RPC deadline. RESOURCE_EXHAUSTED is retried once
+after the SDK's throttle backoff (about 1 s), then answered ``engine_unavailable``."""
+THROTTLED_RETRY_AFTER_SECONDS = 2
+"""``Retry-After`` when Temporal sheds load (RESOURCE_EXHAUSTED)."""
 
 
 def load_data_converter(dotted: str | None) -> temporalio.converter.DataConverter:
@@ -123,7 +134,6 @@ class TemporalBackend(Backend):
         return self._client
 
     async def connect(self) -> None:
-        timeout_ms = int(self.settings.rpc_timeout_seconds * 1000)
         # An own runtime (thread pool), made in the process that serves (never inherited
         # across fork) and dropped on close while the interpreter is alive: Rust threads
         # still running at interpreter exit abort it ("PyGILState_Release ... finalizing").
@@ -136,11 +146,21 @@ class TemporalBackend(Backend):
             **self.connect_config,
             data_converter=self.data_converter,
             identity=self.settings.identity,
-            connect_timeout=self._rpc_timeout,
-            # Keep the SDK's retries of UNAVAILABLE inside our deadline.
-            retry_config=temporalio.service.RetryConfig(
-                max_elapsed_time_millis=timeout_ms, max_retries=5
+            connect_timeout=timedelta(
+                seconds=min(CONNECT_TIMEOUT_SECONDS, self.settings.rpc_timeout_seconds)
             ),
+            # A short retry budget: an unreachable engine is answered fast (the breaker
+            # then answers at once), and a throttled call is not held for the deadline.
+            retry_config=temporalio.service.RetryConfig(
+                max_elapsed_time_millis=RETRY_BUDGET_MILLIS, max_retries=5
+            ),
+        )
+
+    async def probe(self) -> None:
+        await self.client.workflow_service.get_system_info(
+            temporalio.api.workflowservice.v1.GetSystemInfoRequest(),
+            retry=False,
+            timeout=timedelta(seconds=CONNECT_TIMEOUT_SECONDS),
         )
 
     async def close(self) -> None:
@@ -206,7 +226,8 @@ class TemporalBackend(Backend):
         if isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
             # temporalio raises RuntimeError("Failed client connect: ...") when unreachable.
             return EngineUnavailable(
-                f"Temporal at {self.connect_config['target_host']} is unreachable."
+                f"Temporal at {self.connect_config['target_host']} is unreachable.",
+                unreachable=True,
             )
         return InternalError(f"unexpected error from Temporal ({type(exc).__name__}).")
 
@@ -224,12 +245,21 @@ def _translate_rpc_error(exc: RPCError) -> CompleterError:
         return Conflict(f"the activity is not in a state for this action: {message}")
     if status == RPCStatusCode.INVALID_ARGUMENT:
         return InvalidRequest(f"Temporal refused the request: {message}")
-    if status in _NOT_AVAILABLE:
-        return EngineUnavailable(f"Temporal is unavailable: {message}")
-    if status in _TIMED_OUT:
+    if status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        return EngineUnavailable(
+            f"Temporal is shedding load: {message}", retry_after=THROTTLED_RETRY_AFTER_SECONDS
+        )
+    if status == RPCStatusCode.UNAVAILABLE:
+        return EngineUnavailable(f"Temporal is unavailable: {message}", unreachable=True)
+    if status == RPCStatusCode.DEADLINE_EXCEEDED or (
+        status == RPCStatusCode.CANCELLED and _RPC_TIMEOUT_EXPIRED in message
+    ):
         return EngineTimeout("Temporal did not answer within the deadline; the outcome is unknown.")
-    if status == RPCStatusCode.UNKNOWN and "transport" in message.lower():
-        return EngineUnavailable("the connection to Temporal was lost.")
+    if status == RPCStatusCode.CANCELLED or (
+        status == RPCStatusCode.UNKNOWN and "transport" in message.lower()
+    ):
+        # A connection closed or reset under the call (frontend restart, balancer drain).
+        return EngineUnavailable("the connection to Temporal was lost.", unreachable=True)
     if status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
         return InternalError(
             f"Temporal refused the completer's credentials ({status.name}); check "
