@@ -102,17 +102,17 @@ def log_verdict(
     *,
     cause: BaseException | None = None,
     level: int | None = None,
+    show_disposition: bool = True,
 ) -> None:
     """Write the event's one log line: its fields, outcome and disposition.
 
     Only the type of an unexpected exception is logged (its message may quote the input).
-    ``level`` overrides the verdict's (an HTTP caller's own mistake is not a warning).
+    ``level`` overrides the verdict's (an HTTP caller's own mistake is not a warning);
+    ``show_disposition`` is off where the answer's status says it all (HTTP).
     """
-    line: dict[str, Any] = {
-        **fields,
-        "outcome": verdict.outcome,
-        "disposition": verdict.disposition.value,
-    }
+    line: dict[str, Any] = {**fields, "outcome": verdict.outcome}
+    if show_disposition:
+        line["disposition"] = verdict.disposition.value
     if verdict.duplicate:
         line["duplicate"] = True
     if verdict.error is not None and not isinstance(verdict.error, InternalError):
