@@ -1,15 +1,17 @@
 """Pub/Sub function: complete a waiting activity from a Pub/Sub message.
 
-Target ``complete``, an async CloudEvent function (Eventarc ``messagePublished`` events, or raw
-push requests that functions-framework converts), served on each worker's one event loop.
-Returning acknowledges the message; raising makes Pub/Sub redeliver it. The logic is
-:class:`completer.handlers.pubsub.PubSubHandler`.
+Target ``complete``, an async function served on each worker's one event loop. It takes
+Eventarc ``messagePublished`` CloudEvents and raw push requests alike (functions-framework's
+async ``cloud_event`` face refuses raw push requests, so this is an HTTP function that reads
+both). A 2xx answer acknowledges the message; any other makes Pub/Sub redeliver it. The logic
+is :class:`completer.handlers.pubsub.PubSubHandler`.
 """
 
 from __future__ import annotations
 
 import functions_framework.aio
-from cloudevents.http.event import CloudEvent
+from starlette.requests import Request
+from starlette.responses import Response
 
 from completer.deadletter import dead_letter_topic
 from completer.errors import ConfigurationError
@@ -27,7 +29,7 @@ except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
 
 
-@functions_framework.aio.cloud_event
-async def complete(event: CloudEvent) -> None:
+@functions_framework.aio.http
+async def complete(request: Request) -> Response:
     """Carry out the completion a Pub/Sub message asks for."""
-    await handler.handle(event)
+    return await handler.serve_starlette(request)

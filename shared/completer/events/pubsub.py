@@ -33,6 +33,8 @@ __all__ = [
     "MESSAGE_PUBLISHED",
     "CloudEventLike",
     "PubSubMessage",
+    "PushRequest",
+    "event_from_http",
     "read_message",
 ]
 
@@ -42,6 +44,10 @@ MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 # CloudEvent context attributes (CloudEvents spec 1.0).
 CE_TYPE = "type"
 CE_ID = "id"
+# CloudEvents HTTP binding: binary mode puts the attributes in ce-* headers; structured mode
+# sends the whole event with this media type.
+CE_BINARY_HEADER = "ce-specversion"
+CE_STRUCTURED_MEDIA_TYPE = "application/cloudevents+json"
 
 # MessagePublishedData (googleapis/google-cloudevents, google/events/cloud/pubsub/v1/data.proto):
 # the CloudEvent data; a raw push request body has the same shape.
@@ -152,6 +158,51 @@ class PubSubMessage:
         if workflow or activity:
             return f"workflow:{workflow}/activity:{activity}"
         return "envelope"
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """A raw Pub/Sub push request seen as the ``messagePublished`` CloudEvent it stands for.
+
+    Its body, ``{"message": {...}, "subscription": ...}``, is exactly that CloudEvent's data.
+    """
+
+    data: Any
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A CloudEvent attribute (``type``, ``id``)."""
+        return self.attributes.get(key, default)
+
+
+def event_from_http(headers: Mapping[str, str], body: bytes) -> CloudEventLike:
+    """The CloudEvent an HTTP request carries: Eventarc's (binary or structured), or a push.
+
+    Args:
+        headers: The request headers, names in lower case.
+        body: The raw body.
+
+    Raises:
+        InvalidRequest: The request says it is a CloudEvent but is not a valid one.
+    """
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if CE_BINARY_HEADER in headers or media_type == CE_STRUCTURED_MEDIA_TYPE:
+        from cloudevents.http import from_http
+
+        try:
+            event: CloudEventLike = from_http(dict(headers), body)
+        except Exception as exc:
+            raise InvalidRequest(f"the CloudEvent is malformed ({type(exc).__name__}).") from exc
+        return event
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = body
+    message = data.get(DATA_MESSAGE) if isinstance(data, Mapping) else None
+    message_id = ""
+    if isinstance(message, Mapping):
+        message_id = next((str(message[n]) for n in MESSAGE_ID_FIELDS if message.get(n)), "")
+    return PushRequest(data=data, attributes={CE_TYPE: MESSAGE_PUBLISHED, CE_ID: message_id})
 
 
 def read_message(event: CloudEventLike) -> PubSubMessage:

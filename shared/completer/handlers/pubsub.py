@@ -4,6 +4,11 @@ Parsing is :mod:`completer.events.pubsub`'s; what to do with an error is
 :mod:`completer.handlers.disposition`'s. A permanent error is acknowledged and republished to
 ``COMPLETER_DEAD_LETTER_TOPIC`` when set; if that publish fails the handler raises, because a
 redelivery beats a lost message.
+
+Over HTTP (:meth:`PubSubHandler.handle_http`) an acknowledgement is ``200`` and a redelivery
+any other non-2xx status: it takes Eventarc's CloudEvents (binary or structured) and raw push
+requests alike, as functions-framework's WSGI face does (its async ``cloud_event`` face does
+not convert raw push requests).
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from completer.errors import EngineTimeout
-from completer.events.pubsub import CloudEventLike, read_message
+from completer.errors import CompleterError, EngineTimeout, MethodNotAllowed, PayloadTooLarge
+from completer.events.pubsub import CloudEventLike, event_from_http, read_message
 from completer.handlers.disposition import Disposition, judge, log_verdict
+from completer.handlers.exchange import HttpAnswer, HttpRequest
 from completer.models import CompletionRequest, Origin
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
     from completer.deadletter import DeadLetterTopic
     from completer.executor import Executor
     from completer.models import CompletionOutcome
@@ -30,6 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["PubSubHandler", "RecentCompletions"]
 
 logger = logging.getLogger("completer.pubsub")
+
+# A push body is the message (at most 10 MB, base64 in JSON) plus its envelope.
+MAX_PUSH_BODY_BYTES = 16 * 1024 * 1024
 
 
 class RecentCompletions:
@@ -127,6 +139,42 @@ class PubSubHandler:
             if verdict.error is cause:
                 raise verdict.error
             raise verdict.error from cause
+
+    async def handle_http(self, request: HttpRequest) -> HttpAnswer:
+        """Answer one push or Eventarc request: 200 acknowledges, any other status redelivers."""
+        try:
+            if request.method != "POST":
+                raise MethodNotAllowed(f"use POST, not {request.method}.")
+            body = await request.read(MAX_PUSH_BODY_BYTES)
+            if len(body) > MAX_PUSH_BODY_BYTES:
+                raise PayloadTooLarge(f"the request is over {MAX_PUSH_BODY_BYTES} bytes.")
+            event = event_from_http(request.headers, body)
+        except CompleterError as exc:
+            # Not a message at all: nothing to dead-letter; the status makes it visible.
+            log_verdict(logger, "request refused", judge(exc), {"method": request.method})
+            return HttpAnswer(exc.http_status, exc.to_dict())
+        try:
+            await self.handle(event)
+        except CompleterError as exc:
+            return HttpAnswer(exc.http_status, exc.to_dict())
+        return HttpAnswer(200, {"status": "acknowledged"})
+
+    async def serve_starlette(self, request: Request) -> Response:
+        """The adapter for functions-framework's async face (Starlette request and response)."""
+        from starlette.responses import Response
+
+        neutral = HttpRequest(
+            request.method,
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=request.stream(),
+        )
+        answer = await self.handle_http(neutral)
+        return Response(
+            answer.text(),
+            status_code=answer.status,
+            headers=answer.headers,
+            media_type=answer.media_type,
+        )
 
 
 _MESSAGES = {
