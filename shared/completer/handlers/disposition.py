@@ -115,7 +115,8 @@ def log_verdict(
         line["disposition"] = verdict.disposition.value
     if verdict.duplicate:
         line["duplicate"] = True
-    if verdict.error is not None and not isinstance(verdict.error, InternalError):
+    if verdict.error is not None:
+        # Our errors' messages never quote the input (an unexpected one gets a fixed sentence).
         line["reason"] = verdict.error.message
     if cause is not None and not isinstance(cause, CompleterError):
         line["error_type"] = type(cause).__name__
