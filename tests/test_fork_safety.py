@@ -7,6 +7,7 @@ client, on its own loop, and complete through it: a PID check, no fork hook.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -49,7 +50,9 @@ async def test_forked_worker_makes_its_own_client_and_completes(
     temporal_server: TemporalServer, waiting: WaitingActivity
 ):
     argv = [sys.executable, "-c", PROBE, temporal_server.address, waiting.token_b64]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    proc = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "worker exit 0", proc.stdout + proc.stderr
     assert await waiting.handle.result() == "from the worker"

@@ -1,4 +1,4 @@
-"""S3 events -> notifications -> completion requests: completer.events.s3 (pure), and S3 error translation."""
+"""S3 events -> notifications -> requests (completer.events.s3, pure), and S3 error translation."""
 
 from __future__ import annotations
 

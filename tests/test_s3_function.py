@@ -261,7 +261,7 @@ def logs() -> Iterator[list[logging.LogRecord]]:
 def outcomes(records: list[logging.LogRecord]) -> list[str]:
     """The outcome of every object the S3 completer logged, in order."""
     return [
-        r.completer["outcome"]  # type: ignore[attr-defined]
+        r.completer["outcome"]
         for r in records
         if r.name == "completer.s3" and "outcome" in getattr(r, "completer", {})
     ]
@@ -784,7 +784,7 @@ async def test_access_denied_is_retried_never_dropped_nor_dead_lettered(
     }
     with pytest.raises(TransientError):
         await call(handler, json.loads(message["Body"]))
-    [line, _] = [r.completer for r in logs if r.name == "completer.s3"]  # type: ignore[attr-defined]
+    [line, _] = [r.completer for r in logs if r.name == "completer.s3"]
     assert (line["outcome"], line["disposition"]) == ("internal", "retry")
     assert "s3:GetObject" in line["reason"]
     assert dead_letters(sqs, queue_url, 1) == []
@@ -826,7 +826,7 @@ async def test_permanent_failures_are_sent_to_the_dead_letter_queue(
         assert letter["error"]["message"]
         # The notification record exactly as S3 sent it.
         assert letter["event"] == json.loads(message["Body"])["Records"][0]
-    refused = [r.completer for r in logs if r.name == "completer.s3"]  # type: ignore[attr-defined]
+    refused = [r.completer for r in logs if r.name == "completer.s3"]
     assert len(refused) == 2
     assert all(line["disposition"] == "dead_letter" for line in refused)
     assert all(line["dead_letter_message_id"] for line in refused)
