@@ -139,7 +139,7 @@ def page_text(response: AsgiResponse) -> str:
     for name, value in PAGE_HEADERS.items():
         assert response.headers.get(name) == value
     assert response.headers.get("X-Frame-Options") == "DENY"
-    text = response.get_data(as_text=True)
+    text: str = response.get_data(as_text=True)
     assert text.startswith("<!doctype html>")
     # The confirmation form repeats the sealed link (the capability the person already
     # holds); a task token or a secret never appears in any page.

@@ -261,7 +261,7 @@ def logs() -> Iterator[list[logging.LogRecord]]:
 def outcomes(records: list[logging.LogRecord]) -> list[str]:
     """The outcome of every object the S3 completer logged, in order."""
     return [
-        r.completer["outcome"]
+        r.completer["outcome"]  # type: ignore[attr-defined]
         for r in records
         if r.name == "completer.s3" and "outcome" in getattr(r, "completer", {})
     ]
