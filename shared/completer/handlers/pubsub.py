@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from completer.errors import CompleterError, EngineTimeout, MethodNotAllowed, PayloadTooLarge
 from completer.events.pubsub import CloudEventLike, event_from_http, read_message
-from completer.handlers.disposition import Disposition, judge, log_verdict
+from completer.handlers.disposition import Disposition, Verdict, judge, log_verdict
 from completer.handlers.exchange import HttpAnswer, HttpRequest
 from completer.models import CompletionRequest, Origin
 
@@ -150,8 +150,10 @@ class PubSubHandler:
                 raise PayloadTooLarge(f"the request is over {MAX_PUSH_BODY_BYTES} bytes.")
             event = event_from_http(request.headers, body)
         except CompleterError as exc:
-            # Not a message at all: nothing to dead-letter; the status makes it visible.
-            log_verdict(logger, "request refused", judge(exc), {"method": request.method})
+            # Not a message at all: nothing to dead-letter; the non-2xx status makes it visible
+            # (and Pub/Sub's own dead-letter policy ends it).
+            refused = Verdict(Disposition.RETRY, exc.code, exc)
+            log_verdict(logger, "request refused", refused, {"method": request.method})
             return HttpAnswer(exc.http_status, exc.to_dict())
         try:
             await self.handle(event)

@@ -18,6 +18,7 @@ event loop never blocks on them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -302,19 +303,21 @@ class S3Handler:
     async def _dead_letter(
         self, notification: ObjectNotification, verdict: Verdict, fields: dict[str, Any]
     ) -> Verdict:
-        if self.dead_letters is None:
+        queue, error = self.dead_letters, verdict.error
+        if queue is None or error is None:
             return verdict
-        assert verdict.error is not None
         try:
             fields["dead_letter_message_id"] = await self._in_thread(
-                lambda: self.dead_letters.send(  # type: ignore[union-attr]
+                functools.partial(
+                    queue.send,
                     source=notification.uri,
                     version_id=fields.get("version_id"),
-                    error=verdict.error,  # type: ignore[arg-type]
+                    error=error,
                     event=notification.record,
                 )
             )
         except CompleterError as exc:
+            # Retried rather than lost: the object's own outcome stays in the log line.
             fields["dead_letter_error"] = exc.message
             return Verdict(Disposition.RETRY, verdict.outcome, exc)
         return verdict
