@@ -8,13 +8,16 @@ import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from completer import errors
+from completer.events.pubsub import MESSAGE_PUBLISHED, PushRequest
 from completer.handlers.disposition import Disposition, judge, log_verdict
 from completer.handlers.exchange import HttpRequest
-from completer.models import CompletionOutcome, Status
+from completer.handlers.pubsub import PubSubHandler
+from completer.models import CompletionOutcome, Origin, Status
 
 # --- the disposition policy ---------------------------------------------------------------------
 
@@ -147,3 +150,53 @@ def test_parsers_import_neither_the_client_nor_a_handler():
 def test_link_pages_and_the_http_handler_do_not_import_each_other():
     assert "completer.handlers.http" not in loaded_by("completer.handlers.links")
     assert "completer.handlers.links" not in loaded_by("completer.handlers.http")
+
+
+# --- Pub/Sub: a redelivery after an unknown outcome ---------------------------------------------
+
+
+class ScriptedEngine:
+    """An executor that answers from a script: here the engine's answers are the input."""
+
+    def __init__(self, *answers: CompletionOutcome | errors.CompleterError) -> None:
+        self.answers = list(answers)
+        self.origins: list[Any] = []
+
+    async def execute(self, request: Any, /, *, origin: Any = None) -> CompletionOutcome:
+        self.origins.append(origin)
+        answer = self.answers.pop(0)
+        if isinstance(answer, errors.CompleterError):
+            raise answer
+        return answer
+
+
+class RecordingDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def publish(self, data: bytes, attributes: Any, *, error: Any, source_message_id: str) -> str:
+        self.sent.append(error.code)
+        return "dl-1"
+
+
+def push(message_id: str) -> PushRequest:
+    message = {"messageId": message_id, "data": "", "attributes": {"task_token": "dG9rZW4"}}
+    return PushRequest(data={"message": message}, attributes={"type": MESSAGE_PUBLISHED})
+
+
+async def test_redelivery_after_engine_timeout_that_finds_it_done_is_not_dead_lettered():
+    engine = ScriptedEngine(errors.EngineTimeout("slow"), errors.ActivityNotFound("gone"))
+    letters = RecordingDeadLetters()
+    handler = PubSubHandler(engine, dead_letters=letters)  # type: ignore[arg-type]
+    with pytest.raises(errors.EngineTimeout):
+        await handler.handle(push("m-7"))
+    await handler.handle(push("m-7"))  # acknowledged: the first attempt did complete it
+    assert letters.sent == []
+    assert engine.origins == [Origin(trigger="pubsub", source="m-7")] * 2
+
+
+async def test_not_found_for_a_message_never_tried_here_is_dead_lettered():
+    letters = RecordingDeadLetters()
+    handler = PubSubHandler(ScriptedEngine(errors.ActivityNotFound("gone")), dead_letters=letters)  # type: ignore[arg-type]
+    await handler.handle(push("m-8"))
+    assert letters.sent == ["activity_not_found"]
