@@ -182,8 +182,8 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("gunicorn"):
         lines += [
             "",
-            "## gunicorn settings (HTTP function at concurrency 32; default is 1 worker, "
-            f"{results.get('http_worker', {}).get('threads_default', '4xcores')} threads)",
+            "## gunicorn settings (HTTP function at concurrency 32; default is 1 uvicorn "
+            "worker, one event loop)",
             "",
             "| settings | HTTP function /s | direct /s | ratio |",
             "|---|---|---|---|",
