@@ -884,6 +884,27 @@ async def test_the_records_of_a_batch_are_carried_out_concurrently(
     assert [await result_of(a) for a in activities] == list(range(8))
 
 
+@pytest.fixture
+def dead_letter_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
+    """A real SQS queue on moto named by COMPLETER_DEAD_LETTER_QUEUE (before the module loads)."""
+    url: str = aws_client("sqs", moto_endpoint).create_queue(
+        QueueName=f"refused-{uuid.uuid4().hex[:12]}"
+    )["QueueUrl"]
+    monkeypatch.setenv("COMPLETER_DEAD_LETTER_QUEUE", url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_endpoint)
+    return url
+
+
+async def test_the_lambda_module_dead_letters_to_the_configured_queue(
+    dead_letter_env: str, lambda_main: Any, moto_endpoint: str, bucket: Bucket
+):
+    message = bucket.upload("incoming/unnamed.json", b'"lost"')
+    assert await call(lambda_main.handler, bucket.sqs_event([message])) == {"batchItemFailures": []}
+    [letter] = dead_letters(aws_client("sqs", moto_endpoint), dead_letter_env, 1)
+    assert letter["source"] == f"s3://{bucket.name}/incoming/unnamed.json"
+    assert letter["error"]["code"] == "invalid_request"
+
+
 # --- the cold path --------------------------------------------------------------------------
 
 _IMPORTS_PROBE = """
