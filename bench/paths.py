@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import statistics
 import subprocess
 import time
 import uuid
@@ -305,6 +306,45 @@ def s3_path_run(
         "batch_item_failures": failures,
         "uploads_per_s": round(len(keys) / elapsed, 1),
         "memory": samples,
+    }
+
+
+def s3_batch_run(
+    address: str,
+    moto: Moto,
+    uploads: Uploads,
+    singles: Sequence[str],
+    batched: Sequence[str],
+    logs: Path,
+) -> dict[str, Any]:
+    """One record per invocation against batches of 10, on one warm S3 function process.
+
+    ``address`` is the engine behind a delaying proxy: with the records of a batch carried
+    out concurrently, a batch takes about one record's time, not ten.
+    """
+    driver = S3Driver(address, moto, logs / "s3-batch-function.log")
+    try:
+        # The first invocation connects to the engine: not part of either measurement.
+        driver.handle(sqs_event(uploads, [uploads.messages[singles[0]]]))
+        single = [
+            driver.handle(sqs_event(uploads, [uploads.messages[k]]))["seconds"] for k in singles[1:]
+        ]
+        batch = [
+            driver.handle(sqs_event(uploads, [uploads.messages[k] for k in batched[i : i + 10]]))[
+                "seconds"
+            ]
+            for i in range(0, len(batched), 10)
+        ]
+    finally:
+        driver.close()
+    single_ms = statistics.median(single) * 1000
+    batch_ms = statistics.median(batch) * 1000
+    return {
+        "single_record_ms": round(single_ms, 1),
+        "batch_of_10_ms": round(batch_ms, 1),
+        "ratio": round(batch_ms / single_ms, 2),
+        "singles": len(single),
+        "batches": len(batch),
     }
 
 

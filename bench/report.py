@@ -14,6 +14,7 @@ TARGET_THROUGHPUT_32 = 0.8
 TARGET_COLD = 1.3
 TARGET_RSS_MIB = 128.0
 TARGET_GROWTH = 0.05
+TARGET_S3_BATCH = 2.0
 NEVER_IMPORTED = {
     "http": ["boto3", "botocore", "google.cloud.pubsub", "google.cloud.pubsub_v1"],
     "s3": ["functions_framework", "google.cloud.pubsub", "google.cloud.pubsub_v1"],
@@ -49,6 +50,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "ok": row["ratio"] >= TARGET_THROUGHPUT_32,
                 }
             )
+    batch = results.get("s3_batch")
+    if batch:
+        rows.append(
+            {
+                "what": "S3: SQS batch of 10 / one record "
+                f"(engine +{batch['added_engine_latency_ms']:g} ms)",
+                "target": f"≤ {TARGET_S3_BATCH:g}x",
+                "measured": f"{batch['ratio']}x ({batch['batch_of_10_ms']} / "
+                f"{batch['single_record_ms']} ms)",
+                "ok": batch["ratio"] <= TARGET_S3_BATCH,
+            }
+        )
     floor = results.get("cold_start", {}).get("floor")
     for name in ("http", "pubsub", "s3"):
         entry = results.get("cold_start", {}).get(name)

@@ -24,6 +24,7 @@ from typing import Any
 from tests.support.temporal import connect_when_ready
 
 from bench import cold, http_bench, memory, paths, report
+from bench.delay_proxy import DelayingProxy
 from bench.harness import (
     HTTP_MAIN,
     NAIVE_MAIN,
@@ -41,7 +42,9 @@ from bench.harness import (
 )
 from bench.tokens import make_tokens
 
-PHASES = ("imports", "cold", "http", "naive", "gunicorn", "memory", "pubsub", "s3")
+PHASES = ("imports", "cold", "http", "naive", "gunicorn", "memory", "pubsub", "s3", "s3batch")
+# The engine latency the S3 batch phase adds with a delaying proxy (a remote engine).
+S3_BATCH_DELAY_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Size:
     pubsub_messages: int
     s3_uploads: int
     s3_memory: tuple[int, ...]
+    s3_batch_singles: int = 11
+    s3_batches: int = 5
 
 
 SIZES = {
@@ -110,6 +115,8 @@ SIZES = {
         pubsub_messages=10,
         s3_uploads=10,
         s3_memory=(20, 40),
+        s3_batch_singles=3,
+        s3_batches=1,
     ),
 }
 
@@ -134,6 +141,8 @@ def tokens_needed(size: Size, phases: set[str]) -> int:
         need += 2 * size.pubsub_messages + 10
     if "s3" in phases:
         need += 2 * size.s3_uploads
+    if "s3batch" in phases:
+        need += size.s3_batch_singles + 10 * size.s3_batches
     return need
 
 
@@ -165,7 +174,8 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
         server = stack.enter_context(dev_server(logs))
         address = server.address
         client = await connect_when_ready(address)
-        moto = stack.enter_context(paths.moto_server(logs)) if {"cold", "s3"} & phases else None
+        with_moto = {"cold", "s3", "s3batch"} & phases
+        moto = stack.enter_context(paths.moto_server(logs)) if with_moto else None
         emulator_task = None
         if "pubsub" in phases:
             emulator_task = asyncio.create_task(asyncio.to_thread(_start_emulator, stack, logs))
@@ -179,12 +189,17 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
         uploads = None
         s3_keys: list[str] = []
         cold_keys: list[str] = []
+        single_keys: list[str] = []
+        batch_keys: list[str] = []
         if moto is not None:
-            cold_keys = [f"cold-{i}.json" for i in range(size.cold_repeats)]
+            if "cold" in phases:
+                cold_keys = [f"cold-{i}.json" for i in range(size.cold_repeats)]
             s3_keys = [f"upload-{i}.json" for i in range(size.s3_uploads)] if "s3" in phases else []
-            keyed = dict(
-                zip(cold_keys + s3_keys, pool.take(len(cold_keys) + len(s3_keys)), strict=True)
-            )
+            if "s3batch" in phases:
+                single_keys = [f"single-{i}.json" for i in range(size.s3_batch_singles)]
+                batch_keys = [f"batched-{i}.json" for i in range(10 * size.s3_batches)]
+            every = cold_keys + s3_keys + single_keys + batch_keys
+            keyed = dict(zip(every, pool.take(len(every)), strict=True))
             uploads = await asyncio.to_thread(paths.make_uploads, moto, keyed)
 
         if "imports" in phases:
@@ -350,6 +365,24 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                 logs,
                 memory_counts=size.s3_memory,
             )
+
+        if "s3batch" in phases:
+            print("== S3 batch of 10 against one record (engine +50 ms)", flush=True)
+            assert moto is not None
+            assert uploads is not None
+            engine_port = int(address.rsplit(":", 1)[1])
+            with DelayingProxy(engine_port, delay=S3_BATCH_DELAY_SECONDS) as slow_engine:
+                results["s3_batch"] = await asyncio.to_thread(
+                    paths.s3_batch_run,
+                    slow_engine.address,
+                    moto,
+                    uploads,
+                    single_keys,
+                    batch_keys,
+                    logs,
+                )
+            results["s3_batch"]["added_engine_latency_ms"] = S3_BATCH_DELAY_SECONDS * 1000
+            print(f"  s3 batch {results['s3_batch']}", flush=True)
 
     results["load_average_end"] = load_average()
     results["seconds"] = round(time.monotonic() - started, 1)
