@@ -45,6 +45,7 @@ from bench.tokens import make_tokens
 PHASES = ("imports", "cold", "http", "naive", "gunicorn", "memory", "pubsub", "s3", "s3batch")
 # The engine latency the S3 batch phase adds with a delaying proxy (a remote engine).
 S3_BATCH_DELAY_SECONDS = 0.05
+FLOOR_AIO_MAIN = Path(__file__).resolve().parent / "floor_aio" / "main.py"
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
             print("== cold start", flush=True)
             assert moto is not None
             assert uploads is not None
-            tokens = pool.take(4 * size.cold_repeats)
+            tokens = pool.take(5 * size.cold_repeats)
             s3_events = [json.loads(uploads.messages[key]["Body"]) for key in cold_keys]
             runs = {
                 "floor": lambda i: cold.floor_once(address, tokens[i]),
@@ -241,6 +242,13 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                 ),
                 "s3": lambda i: cold.s3_once(
                     address, moto.env, s3_events[i], logs / f"cold-s3-{i}.log"
+                ),
+                # The floor of an async function: hello-world on the same framework face.
+                "floor_aio": lambda i: cold.http_once(
+                    address,
+                    tokens[4 * size.cold_repeats + i],
+                    logs / f"cold-floor-aio-{i}.log",
+                    source=FLOOR_AIO_MAIN,
                 ),
             }
             results["cold_start"] = await asyncio.to_thread(
