@@ -45,12 +45,52 @@ REGION = "us-east-1"
 # --- Pub/Sub ------------------------------------------------------------------------------
 
 
+ACK_ONLY_MAIN = Path(__file__).resolve().parent / "ack_only" / "main.py"
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
+
+
 def _completed_times(log: Path) -> list[float]:
     return [
         datetime.fromisoformat(e["time"]).timestamp()
         for e in log_entries(log)
         if e.get("outcome") == "completed"
     ]
+
+
+async def _push_rate(
+    emulator: Any, source: Path, env: dict[str, str], log: Path, tokens: list[bytes], warm: bytes
+) -> tuple[int, float]:
+    """Serve ``source``, push one message per token through the emulator; (handled, seconds)."""
+    from google.pubsub_v1.types import PubsubMessage
+
+    count = len(tokens)
+    with function_server(source, env, log, cloudevent=True) as server:
+        topic = emulator.topic("bench")
+        emulator.push_subscription(topic, server.url)
+        # One message through first: the push subscription and the worker are warm.
+        emulator.publish(topic, b"", task_token=_b64(warm))
+        if not await asyncio.to_thread(
+            wait_until, lambda: len(_completed_times(log)) >= 1, timeout=60
+        ):
+            raise RuntimeError(f"the function handled nothing: {_tail(log)}")
+        messages = [
+            PubsubMessage(data=json.dumps({"n": n}).encode(), attributes={"task_token": _b64(t)})
+            for n, t in enumerate(tokens)
+        ]
+        started = time.time()
+        for first in range(0, len(messages), 100):
+            await asyncio.to_thread(
+                emulator.publisher.publish, topic=topic, messages=messages[first : first + 100]
+            )
+        if not await asyncio.to_thread(
+            wait_until, lambda: len(_completed_times(log)) >= count + 1, timeout=120 + count / 10
+        ):
+            print(f"  ! only {len(_completed_times(log)) - 1} of {count} handled", flush=True)
+        done = _completed_times(log)
+    return len(done) - 1, max(done) - started
 
 
 async def pubsub_path(
@@ -63,45 +103,28 @@ async def pubsub_path(
     count: int,
     direct_concurrency: int,
 ) -> dict[str, Any]:
-    from google.pubsub_v1.types import PubsubMessage
-
-    log = logs / "pubsub-function.log"
+    """The Pub/Sub function fed by the emulator, beside the direct SDK and beside the same
+    emulator pushing to a function that only acknowledges (the transport's own floor)."""
     tokens = take(count)
-    with function_server(PUBSUB_MAIN, base_env(address), log, cloudevent=True) as server:
-        topic = emulator.topic("bench")
-        emulator.push_subscription(topic, server.url)
-        # One message through first: the push subscription and the worker are warm.
-        emulator.publish(topic, b"", task_token=_b64(take(1)[0]))
-        if not await asyncio.to_thread(
-            wait_until, lambda: len(_completed_times(log)) >= 1, timeout=60
-        ):
-            raise RuntimeError(f"the Pub/Sub function completed nothing: {log.read_text()[-2000:]}")
-        messages = [
-            PubsubMessage(data=json.dumps({"n": n}).encode(), attributes={"task_token": _b64(t)})
-            for n, t in enumerate(tokens)
-        ]
-        started = time.time()
-        for first in range(0, len(messages), 100):
-            await asyncio.to_thread(
-                emulator.publisher.publish, topic=topic, messages=messages[first : first + 100]
-            )
-        published = time.time() - started
-        if not await asyncio.to_thread(
-            wait_until, lambda: len(_completed_times(log)) >= count + 1, timeout=120 + count / 10
-        ):
-            print(f"  ! only {len(_completed_times(log)) - 1} of {count} completed", flush=True)
-        done = _completed_times(log)
-        elapsed = max(done) - started
-        delivered = len(done) - 1
-        direct = await direct_run(client, take(count), concurrency=direct_concurrency)
+    delivered, elapsed = await _push_rate(
+        emulator, PUBSUB_MAIN, base_env(address), logs / "pubsub-function.log", tokens, take(1)[0]
+    )
+    direct = await direct_run(client, take(count), concurrency=direct_concurrency)
+    # The floor needs no engine: the same count of messages (their tokens are never used).
+    acked, ack_elapsed = await _push_rate(
+        emulator, ACK_ONLY_MAIN, base_env(address), logs / "pubsub-ack-only.log", tokens, tokens[0]
+    )
+    rate = delivered / elapsed if elapsed else 0.0
+    ack_rate = acked / ack_elapsed if ack_elapsed else 0.0
     result = {
         "messages": count,
         "completed": delivered,
-        "publish_s": round(published, 3),
-        "messages_per_s": round(delivered / elapsed, 1) if elapsed else 0.0,
+        "messages_per_s": round(rate, 1),
         "direct_per_s": direct.rate,
         "direct_concurrency": direct_concurrency,
-        "ratio": ratio(delivered / elapsed if elapsed else 0.0, direct.rate),
+        "ratio": ratio(rate, direct.rate),
+        "ack_only_per_s": round(ack_rate, 1),
+        "ratio_vs_ack_only": ratio(rate, ack_rate),
     }
     print(f"  pubsub {result}", flush=True)
     return result

@@ -15,6 +15,7 @@ TARGET_COLD = 1.3
 TARGET_RSS_MIB = 128.0
 TARGET_GROWTH = 0.05
 TARGET_S3_BATCH = 2.0
+TARGET_PUBSUB_VS_ACK = 0.8
 NEVER_IMPORTED = {
     "http": ["boto3", "botocore", "google.cloud.pubsub", "google.cloud.pubsub_v1"],
     "s3": ["functions_framework", "google.cloud.pubsub", "google.cloud.pubsub_v1"],
@@ -50,6 +51,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "ok": row["ratio"] >= TARGET_THROUGHPUT_32,
                 }
             )
+    pubsub = results.get("pubsub")
+    if pubsub and "ratio_vs_ack_only" in pubsub:
+        rows.append(
+            {
+                "what": "Pub/Sub push path / an acknowledge-only function",
+                "target": f"≥ {TARGET_PUBSUB_VS_ACK}x",
+                "measured": f"{pubsub['ratio_vs_ack_only']}x ({pubsub['messages_per_s']} / "
+                f"{pubsub['ack_only_per_s']} /s)",
+                "ok": pubsub["ratio_vs_ack_only"] >= TARGET_PUBSUB_VS_ACK,
+            }
+        )
     batch = results.get("s3_batch")
     if batch:
         rows.append(
@@ -294,6 +306,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"({pubsub['completed']}/{pubsub['messages']}) | {pubsub['messages_per_s']} | "
                 f"{pubsub['direct_per_s']} (concurrency {pubsub['direct_concurrency']}) | "
                 f"{pubsub['ratio']}x |"
+            )
+            lines.append(
+                f"| Pub/Sub: the same emulator pushing to a function that only acknowledges "
+                f"| {pubsub['ack_only_per_s']} | | {pubsub['ratio_vs_ack_only']}x (ours / it) |"
             )
         if s3:
             lines.append(
