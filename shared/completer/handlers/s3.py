@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -195,7 +196,13 @@ class S3Handler:
         try:
             notifications = object_notifications(event)
         except InvalidRequest as exc:
-            log_verdict(logger, "event not understood; acknowledged", judge(exc), where)
+            log_verdict(
+                logger,
+                "event not understood; acknowledged",
+                _not_an_upload(exc),
+                where,
+                level=logging.WARNING,
+            )
             return None
         failures = await self._complete_all(notifications, where)
         if failures:
@@ -217,7 +224,7 @@ class S3Handler:
         try:
             notifications = message_notifications(record.body)
         except InvalidRequest as exc:
-            log_verdict(logger, "message not understood; acknowledged", judge(exc), where)
+            log_verdict(logger, "message not understood; acknowledged", _not_an_upload(exc), where)
             return True
         return not await self._complete_all(notifications, where)
 
@@ -374,6 +381,11 @@ class S3Handler:
         except (ClientError, BotoCoreError) as exc:
             raise translate_s3_error(exc, obj.uri) from exc
         return b"".join(chunks)
+
+
+def _not_an_upload(error: InvalidRequest) -> Verdict:
+    # Not an S3 event at all: no object to dead-letter and nothing a retry could change.
+    return replace(judge(error), disposition=Disposition.ACKNOWLEDGE)
 
 
 _MESSAGES = {
