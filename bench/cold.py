@@ -141,6 +141,8 @@ def cold_starts(
             "runs_ms": [round(v * 1000, 1) for v in values],
             "vs_floor": ratio(median, floor),
         }
+        if "floor_aio" in times:
+            result[name]["vs_floor_aio"] = ratio(median, statistics.median(times["floor_aio"]))
         print(f"  cold {name}: {result[name]}", flush=True)
     return result
 

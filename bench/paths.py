@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import statistics
 import subprocess
 import time
 import uuid
@@ -44,12 +45,52 @@ REGION = "us-east-1"
 # --- Pub/Sub ------------------------------------------------------------------------------
 
 
+ACK_ONLY_MAIN = Path(__file__).resolve().parent / "ack_only" / "main.py"
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
+
+
 def _completed_times(log: Path) -> list[float]:
     return [
         datetime.fromisoformat(e["time"]).timestamp()
         for e in log_entries(log)
         if e.get("outcome") == "completed"
     ]
+
+
+async def _push_rate(
+    emulator: Any, source: Path, env: dict[str, str], log: Path, tokens: list[bytes], warm: bytes
+) -> tuple[int, float]:
+    """Serve ``source``, push one message per token through the emulator; (handled, seconds)."""
+    from google.pubsub_v1.types import PubsubMessage
+
+    count = len(tokens)
+    with function_server(source, env, log, cloudevent=True) as server:
+        topic = emulator.topic("bench")
+        emulator.push_subscription(topic, server.url)
+        # One message through first: the push subscription and the worker are warm.
+        emulator.publish(topic, b"", task_token=_b64(warm))
+        if not await asyncio.to_thread(
+            wait_until, lambda: len(_completed_times(log)) >= 1, timeout=60
+        ):
+            raise RuntimeError(f"the function handled nothing: {_tail(log)}")
+        messages = [
+            PubsubMessage(data=json.dumps({"n": n}).encode(), attributes={"task_token": _b64(t)})
+            for n, t in enumerate(tokens)
+        ]
+        started = time.time()
+        for first in range(0, len(messages), 100):
+            await asyncio.to_thread(
+                emulator.publisher.publish, topic=topic, messages=messages[first : first + 100]
+            )
+        if not await asyncio.to_thread(
+            wait_until, lambda: len(_completed_times(log)) >= count + 1, timeout=120 + count / 10
+        ):
+            print(f"  ! only {len(_completed_times(log)) - 1} of {count} handled", flush=True)
+        done = _completed_times(log)
+    return len(done) - 1, max(done) - started
 
 
 async def pubsub_path(
@@ -62,45 +103,28 @@ async def pubsub_path(
     count: int,
     direct_concurrency: int,
 ) -> dict[str, Any]:
-    from google.pubsub_v1.types import PubsubMessage
-
-    log = logs / "pubsub-function.log"
+    """The Pub/Sub function fed by the emulator, beside the direct SDK and beside the same
+    emulator pushing to a function that only acknowledges (the transport's own floor)."""
     tokens = take(count)
-    with function_server(PUBSUB_MAIN, base_env(address), log, cloudevent=True) as server:
-        topic = emulator.topic("bench")
-        emulator.push_subscription(topic, server.url)
-        # One message through first: the push subscription and the worker are warm.
-        emulator.publish(topic, b"", task_token=_b64(take(1)[0]))
-        if not await asyncio.to_thread(
-            wait_until, lambda: len(_completed_times(log)) >= 1, timeout=60
-        ):
-            raise RuntimeError(f"the Pub/Sub function completed nothing: {log.read_text()[-2000:]}")
-        messages = [
-            PubsubMessage(data=json.dumps({"n": n}).encode(), attributes={"task_token": _b64(t)})
-            for n, t in enumerate(tokens)
-        ]
-        started = time.time()
-        for first in range(0, len(messages), 100):
-            await asyncio.to_thread(
-                emulator.publisher.publish, topic=topic, messages=messages[first : first + 100]
-            )
-        published = time.time() - started
-        if not await asyncio.to_thread(
-            wait_until, lambda: len(_completed_times(log)) >= count + 1, timeout=120 + count / 10
-        ):
-            print(f"  ! only {len(_completed_times(log)) - 1} of {count} completed", flush=True)
-        done = _completed_times(log)
-        elapsed = max(done) - started
-        delivered = len(done) - 1
-        direct = await direct_run(client, take(count), concurrency=direct_concurrency)
+    delivered, elapsed = await _push_rate(
+        emulator, PUBSUB_MAIN, base_env(address), logs / "pubsub-function.log", tokens, take(1)[0]
+    )
+    direct = await direct_run(client, take(count), concurrency=direct_concurrency)
+    # The floor needs no engine: the same count of messages (their tokens are never used).
+    acked, ack_elapsed = await _push_rate(
+        emulator, ACK_ONLY_MAIN, base_env(address), logs / "pubsub-ack-only.log", tokens, tokens[0]
+    )
+    rate = delivered / elapsed if elapsed else 0.0
+    ack_rate = acked / ack_elapsed if ack_elapsed else 0.0
     result = {
         "messages": count,
         "completed": delivered,
-        "publish_s": round(published, 3),
-        "messages_per_s": round(delivered / elapsed, 1) if elapsed else 0.0,
+        "messages_per_s": round(rate, 1),
         "direct_per_s": direct.rate,
         "direct_concurrency": direct_concurrency,
-        "ratio": ratio(delivered / elapsed if elapsed else 0.0, direct.rate),
+        "ratio": ratio(rate, direct.rate),
+        "ack_only_per_s": round(ack_rate, 1),
+        "ratio_vs_ack_only": ratio(rate, ack_rate),
     }
     print(f"  pubsub {result}", flush=True)
     return result
@@ -305,6 +329,45 @@ def s3_path_run(
         "batch_item_failures": failures,
         "uploads_per_s": round(len(keys) / elapsed, 1),
         "memory": samples,
+    }
+
+
+def s3_batch_run(
+    address: str,
+    moto: Moto,
+    uploads: Uploads,
+    singles: Sequence[str],
+    batched: Sequence[str],
+    logs: Path,
+) -> dict[str, Any]:
+    """One record per invocation against batches of 10, on one warm S3 function process.
+
+    ``address`` is the engine behind a delaying proxy: with the records of a batch carried
+    out concurrently, a batch takes about one record's time, not ten.
+    """
+    driver = S3Driver(address, moto, logs / "s3-batch-function.log")
+    try:
+        # The first invocation connects to the engine: not part of either measurement.
+        driver.handle(sqs_event(uploads, [uploads.messages[singles[0]]]))
+        single = [
+            driver.handle(sqs_event(uploads, [uploads.messages[k]]))["seconds"] for k in singles[1:]
+        ]
+        batch = [
+            driver.handle(sqs_event(uploads, [uploads.messages[k] for k in batched[i : i + 10]]))[
+                "seconds"
+            ]
+            for i in range(0, len(batched), 10)
+        ]
+    finally:
+        driver.close()
+    single_ms = statistics.median(single) * 1000
+    batch_ms = statistics.median(batch) * 1000
+    return {
+        "single_record_ms": round(single_ms, 1),
+        "batch_of_10_ms": round(batch_ms, 1),
+        "ratio": round(batch_ms / single_ms, 2),
+        "singles": len(single),
+        "batches": len(batch),
     }
 
 

@@ -14,6 +14,8 @@ TARGET_THROUGHPUT_32 = 0.8
 TARGET_COLD = 1.3
 TARGET_RSS_MIB = 128.0
 TARGET_GROWTH = 0.05
+TARGET_S3_BATCH = 2.0
+TARGET_PUBSUB_VS_ACK = 0.8
 NEVER_IMPORTED = {
     "http": ["boto3", "botocore", "google.cloud.pubsub", "google.cloud.pubsub_v1"],
     "s3": ["functions_framework", "google.cloud.pubsub", "google.cloud.pubsub_v1"],
@@ -49,7 +51,43 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "ok": row["ratio"] >= TARGET_THROUGHPUT_32,
                 }
             )
+    pubsub = results.get("pubsub")
+    if pubsub and "ratio_vs_ack_only" in pubsub:
+        rows.append(
+            {
+                "what": "Pub/Sub push path / an acknowledge-only function",
+                "target": f"≥ {TARGET_PUBSUB_VS_ACK}x",
+                "measured": f"{pubsub['ratio_vs_ack_only']}x ({pubsub['messages_per_s']} / "
+                f"{pubsub['ack_only_per_s']} /s)",
+                "ok": pubsub["ratio_vs_ack_only"] >= TARGET_PUBSUB_VS_ACK,
+            }
+        )
+    batch = results.get("s3_batch")
+    if batch:
+        rows.append(
+            {
+                "what": "S3: SQS batch of 10 / one record "
+                f"(engine +{batch['added_engine_latency_ms']:g} ms)",
+                "target": f"≤ {TARGET_S3_BATCH:g}x",
+                "measured": f"{batch['ratio']}x ({batch['batch_of_10_ms']} / "
+                f"{batch['single_record_ms']} ms)",
+                "ok": batch["ratio"] <= TARGET_S3_BATCH,
+            }
+        )
     floor = results.get("cold_start", {}).get("floor")
+    floor_aio = results.get("cold_start", {}).get("floor_aio")
+    for name in ("http", "pubsub"):
+        entry = results.get("cold_start", {}).get(name)
+        if entry and floor_aio:
+            rows.append(
+                {
+                    "what": f"cold start, {name} / hello-world aio function",
+                    "target": f"≤ {TARGET_COLD}x",
+                    "measured": f"{entry['vs_floor_aio']}x ({entry['median_ms']} / "
+                    f"{floor_aio['median_ms']} ms)",
+                    "ok": entry["vs_floor_aio"] <= TARGET_COLD,
+                }
+            )
     for name in ("http", "pubsub", "s3"):
         entry = results.get("cold_start", {}).get(name)
         if entry and floor:
@@ -182,8 +220,8 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("gunicorn"):
         lines += [
             "",
-            "## gunicorn settings (HTTP function at concurrency 32; default is 1 worker, "
-            f"{results.get('http_worker', {}).get('threads_default', '4xcores')} threads)",
+            "## gunicorn settings (HTTP function at concurrency 32; default is 1 uvicorn "
+            "worker, one event loop)",
             "",
             "| settings | HTTP function /s | direct /s | ratio |",
             "|---|---|---|---|",
@@ -268,6 +306,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"({pubsub['completed']}/{pubsub['messages']}) | {pubsub['messages_per_s']} | "
                 f"{pubsub['direct_per_s']} (concurrency {pubsub['direct_concurrency']}) | "
                 f"{pubsub['ratio']}x |"
+            )
+            lines.append(
+                f"| Pub/Sub: the same emulator pushing to a function that only acknowledges "
+                f"| {pubsub['ack_only_per_s']} | | {pubsub['ratio_vs_ack_only']}x (ours / it) |"
             )
         if s3:
             lines.append(

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from tests.support.temporal import connect_when_ready
 
 from bench import cold, http_bench, memory, paths, report
+from bench.delay_proxy import DelayingProxy
 from bench.harness import (
     HTTP_MAIN,
     NAIVE_MAIN,
@@ -42,7 +42,10 @@ from bench.harness import (
 )
 from bench.tokens import make_tokens
 
-PHASES = ("imports", "cold", "http", "naive", "gunicorn", "memory", "pubsub", "s3")
+PHASES = ("imports", "cold", "http", "naive", "gunicorn", "memory", "pubsub", "s3", "s3batch")
+# The engine latency the S3 batch phase adds with a delaying proxy (a remote engine).
+S3_BATCH_DELAY_SECONDS = 0.05
+FLOOR_AIO_MAIN = Path(__file__).resolve().parent / "floor_aio" / "main.py"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Size:
     pubsub_messages: int
     s3_uploads: int
     s3_memory: tuple[int, ...]
+    s3_batch_singles: int = 11
+    s3_batches: int = 5
 
 
 SIZES = {
@@ -111,10 +116,14 @@ SIZES = {
         pubsub_messages=10,
         s3_uploads=10,
         s3_memory=(20, 40),
+        s3_batch_singles=3,
+        s3_batches=1,
     ),
 }
 
-GUNICORN_SETTINGS: list[dict[str, str]] = [{"WORKERS": "2"}, {"THREADS": "32"}, {"THREADS": "2"}]
+# The functions are async (gunicorn's uvicorn worker: one event loop per worker, no threads):
+# the one setting that changes how they serve is the number of worker processes.
+GUNICORN_SETTINGS: list[dict[str, str]] = [{"WORKERS": "2"}]
 
 
 def tokens_needed(size: Size, phases: set[str]) -> int:
@@ -133,6 +142,8 @@ def tokens_needed(size: Size, phases: set[str]) -> int:
         need += 2 * size.pubsub_messages + 10
     if "s3" in phases:
         need += 2 * size.s3_uploads
+    if "s3batch" in phases:
+        need += size.s3_batch_singles + 10 * size.s3_batches
     return need
 
 
@@ -164,7 +175,8 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
         server = stack.enter_context(dev_server(logs))
         address = server.address
         client = await connect_when_ready(address)
-        moto = stack.enter_context(paths.moto_server(logs)) if {"cold", "s3"} & phases else None
+        with_moto = {"cold", "s3", "s3batch"} & phases
+        moto = stack.enter_context(paths.moto_server(logs)) if with_moto else None
         emulator_task = None
         if "pubsub" in phases:
             emulator_task = asyncio.create_task(asyncio.to_thread(_start_emulator, stack, logs))
@@ -178,12 +190,17 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
         uploads = None
         s3_keys: list[str] = []
         cold_keys: list[str] = []
+        single_keys: list[str] = []
+        batch_keys: list[str] = []
         if moto is not None:
-            cold_keys = [f"cold-{i}.json" for i in range(size.cold_repeats)]
+            if "cold" in phases:
+                cold_keys = [f"cold-{i}.json" for i in range(size.cold_repeats)]
             s3_keys = [f"upload-{i}.json" for i in range(size.s3_uploads)] if "s3" in phases else []
-            keyed = dict(
-                zip(cold_keys + s3_keys, pool.take(len(cold_keys) + len(s3_keys)), strict=True)
-            )
+            if "s3batch" in phases:
+                single_keys = [f"single-{i}.json" for i in range(size.s3_batch_singles)]
+                batch_keys = [f"batched-{i}.json" for i in range(10 * size.s3_batches)]
+            every = cold_keys + s3_keys + single_keys + batch_keys
+            keyed = dict(zip(every, pool.take(len(every)), strict=True))
             uploads = await asyncio.to_thread(paths.make_uploads, moto, keyed)
 
         if "imports" in phases:
@@ -207,7 +224,7 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
             print("== cold start", flush=True)
             assert moto is not None
             assert uploads is not None
-            tokens = pool.take(4 * size.cold_repeats)
+            tokens = pool.take(5 * size.cold_repeats)
             s3_events = [json.loads(uploads.messages[key]["Body"]) for key in cold_keys]
             runs = {
                 "floor": lambda i: cold.floor_once(address, tokens[i]),
@@ -226,6 +243,13 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                 "s3": lambda i: cold.s3_once(
                     address, moto.env, s3_events[i], logs / f"cold-s3-{i}.log"
                 ),
+                # The floor of an async function: hello-world on the same framework face.
+                "floor_aio": lambda i: cold.http_once(
+                    address,
+                    tokens[4 * size.cold_repeats + i],
+                    logs / f"cold-floor-aio-{i}.log",
+                    source=FLOOR_AIO_MAIN,
+                ),
             }
             results["cold_start"] = await asyncio.to_thread(
                 cold.cold_starts, runs, repeats=size.cold_repeats
@@ -234,7 +258,10 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
         if {"http", "naive"} & phases:
             with function_server(HTTP_MAIN, base_env(address), logs / "http-function.log") as http:
                 http_pid = http.worker_pid()
-                results["http_worker"] = {"threads_default": 4 * (os.cpu_count() or 1)}
+                results["http_worker"] = {
+                    "worker": "uvicorn (one event loop)",
+                    "workers_default": 1,
+                }
                 if "http" in phases:
                     print("== warm latency", flush=True)
                     results["latency"] = await http_bench.warm_latency(
@@ -346,6 +373,24 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                 logs,
                 memory_counts=size.s3_memory,
             )
+
+        if "s3batch" in phases:
+            print("== S3 batch of 10 against one record (engine +50 ms)", flush=True)
+            assert moto is not None
+            assert uploads is not None
+            engine_port = int(address.rsplit(":", 1)[1])
+            with DelayingProxy(engine_port, delay=S3_BATCH_DELAY_SECONDS) as slow_engine:
+                results["s3_batch"] = await asyncio.to_thread(
+                    paths.s3_batch_run,
+                    slow_engine.address,
+                    moto,
+                    uploads,
+                    single_keys,
+                    batch_keys,
+                    logs,
+                )
+            results["s3_batch"]["added_engine_latency_ms"] = S3_BATCH_DELAY_SECONDS * 1000
+            print(f"  s3 batch {results['s3_batch']}", flush=True)
 
     results["load_average_end"] = load_average()
     results["seconds"] = round(time.monotonic() - started, 1)

@@ -43,7 +43,7 @@ def test_bench_harness_runs_with_tiny_counts(tmp_path: Path):
     assert results["latency"]["direct"]["answers"] == {"ok": results["latency"]["direct"]["n"]}
     assert results["s3"]["completed"] == results["s3"]["uploads"]
     assert [s["completions"] for s in results["memory"]["http"]] == [50, 100]
-    assert set(results["cold_start"]) == {"floor", "http", "pubsub", "naive", "s3"}
+    assert set(results["cold_start"]) == {"floor", "floor_aio", "http", "pubsub", "naive", "s3"}
     assert "boto3" not in results["imports"]["http"]["heavy_modules"]
     assert "functions_framework" not in results["imports"]["s3"]["heavy_modules"]
     assert {row["what"] for row in results["targets"]} >= {"warm p50, HTTP function / direct"}

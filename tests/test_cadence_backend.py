@@ -946,19 +946,24 @@ def test_default_address_is_the_frontend_grpc_port():
     assert backend.domain == DOMAIN
 
 
-# --- the sync face in a process of its own -------------------------------------------------
+# --- a script of its own (asyncio.run) -------------------------------------------------------
 
 SYNC_SCRIPT = """
-from completer.client import default_client
+import asyncio
+from completer.client import CompletionClient
 from completer.models import CompletionRequest
-outcome = default_client().execute(
-    CompletionRequest.build({"task_token": %r, "action": "heartbeat", "details": "sync"})
-)
-print(outcome.to_dict())
+
+async def main():
+    async with await CompletionClient.connect() as client:
+        return await client.execute(
+            CompletionRequest.build({"task_token": %r, "action": "heartbeat", "details": "sync"})
+        )
+
+print(asyncio.run(main()).to_dict())
 """
 
 
-async def test_sync_client_process_completes_and_exits_cleanly(frontend: FakeFrontend):
+async def test_script_process_completes_and_exits_cleanly(frontend: FakeFrontend):
     activity = pending(frontend)
     frontend.api.request_cancel(activity)
     env = {

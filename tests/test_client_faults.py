@@ -19,7 +19,7 @@ import pytest
 from temporalio.client import Client
 
 from completer import errors
-from completer.client import CompletionClient, SyncCompletionClient
+from completer.client import CompletionClient
 from completer.models import CompletionRequest
 from completer.settings import Settings
 from tests.support import codec
@@ -127,30 +127,26 @@ async def test_engine_slower_than_deadline_is_timeout(
     assert await waiting.handle.result() == "late"
 
 
-async def test_sync_face_reuses_one_connection(
+async def test_one_client_reuses_one_connection(
     temporal_server: TemporalServer, monkeypatch, new_waiting
 ):
     activities = [await new_waiting() for _ in range(5)]
     with TcpProxy(temporal_server.port) as proxy:
         monkeypatch.setenv("TEMPORAL_ADDRESS", proxy.address)
-        with SyncCompletionClient(Settings()) as client:
+        async with CompletionClient.create(Settings()) as client:
             for i, act in enumerate(activities):
-                outcome = await asyncio.to_thread(
-                    client.execute, request(task_token=act.token_b64, result=i)
-                )
+                outcome = await client.execute(request(task_token=act.token_b64, result=i))
                 assert outcome.status.value == "completed"
         assert proxy.connections == 1
     assert [await a.handle.result() for a in activities] == list(range(5))
 
 
-async def test_sync_face_is_safe_from_many_threads(settings: Settings, new_waiting):
+async def test_one_client_is_safe_from_many_tasks(settings: Settings, new_waiting):
     activities = [await new_waiting() for _ in range(8)]
-    with SyncCompletionClient(settings) as client:
+    async with CompletionClient.create(settings) as client:
         outcomes = await asyncio.gather(
             *(
-                asyncio.to_thread(
-                    client.execute, request(task_token=a.token_b64, result=a.workflow_id)
-                )
+                client.execute(request(task_token=a.token_b64, result=a.workflow_id))
                 for a in activities
             )
         )
@@ -158,21 +154,22 @@ async def test_sync_face_is_safe_from_many_threads(settings: Settings, new_waiti
     assert [await a.handle.result() for a in activities] == [a.workflow_id for a in activities]
 
 
-async def test_sync_face_survives_engine_down_at_start(
+async def test_client_survives_engine_down_at_start(
     temporal_server: TemporalServer, monkeypatch, waiting
 ):
     proxy = TcpProxy(temporal_server.port)
     monkeypatch.setenv("TEMPORAL_ADDRESS", proxy.address)  # nothing listens yet
-    with SyncCompletionClient(Settings(COMPLETER_RPC_TIMEOUT_SECONDS=2)) as client:
+    client = CompletionClient.create(Settings(COMPLETER_RPC_TIMEOUT_SECONDS=2))
+    try:
         with pytest.raises(errors.EngineUnavailable):
-            await asyncio.to_thread(client.execute, request(task_token=waiting.token_b64, result=0))
+            await client.execute(request(task_token=waiting.token_b64, result=0))
         with proxy:
             # The breaker answers at once until its probe (every 0.5 s) sees the engine back.
             outcome = await eventually(
-                lambda: asyncio.to_thread(
-                    client.execute, request(task_token=waiting.token_b64, result="back")
-                )
+                lambda: client.execute(request(task_token=waiting.token_b64, result="back"))
             )
+    finally:
+        await client.close()
     assert outcome.status.value == "completed"
     assert await waiting.handle.result() == "back"
 
@@ -198,21 +195,26 @@ async def test_workers_data_converter_is_used(temporal_server: TemporalServer, m
         assert b"plans" not in payload.data
 
 
-SYNC_SCRIPT = """
-import os, sys
-from completer import CompletionRequest, default_client
-outcome = default_client().execute(
-    CompletionRequest.build({"task_token": os.environ["TOKEN"], "result": "from-subprocess"})
-)
-print(outcome.status.value)
+SCRIPT = """
+import asyncio, os
+from completer import CompletionClient, CompletionRequest
+
+async def main():
+    async with await CompletionClient.connect() as client:
+        request = CompletionRequest.build(
+            {"task_token": os.environ["TOKEN"], "result": "from-subprocess"}
+        )
+        return await client.execute(request)
+
+print(asyncio.run(main()).status.value)
 """
 
 
-async def test_process_using_sync_face_exits_zero(temporal_server: TemporalServer, waiting):
+async def test_script_with_asyncio_run_exits_zero(temporal_server: TemporalServer, waiting):
     env = {**os.environ, "TOKEN": waiting.token_b64}
     proc = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-c", SYNC_SCRIPT],
+        [sys.executable, "-c", SCRIPT],
         env=env,
         capture_output=True,
         text=True,
@@ -225,11 +227,19 @@ async def test_process_using_sync_face_exits_zero(temporal_server: TemporalServe
 
 
 UNREACHABLE_SCRIPT = """
-from completer import CompletionRequest, EngineUnavailable, default_client
-try:
-    default_client().execute(CompletionRequest.build({"task_token": "dG9rZW4", "result": 1}))
-except EngineUnavailable:
-    print("engine_unavailable")
+import asyncio
+from completer import CompletionClient, CompletionRequest, EngineUnavailable
+
+async def main():
+    client = CompletionClient.create()
+    try:
+        await client.execute(CompletionRequest.build({"task_token": "dG9rZW4", "result": 1}))
+    except EngineUnavailable:
+        print("engine_unavailable")
+    finally:
+        await client.close()
+
+asyncio.run(main())
 """
 
 

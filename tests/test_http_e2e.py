@@ -1,7 +1,8 @@
-"""The HTTP function as a real ``functions-framework`` process (gunicorn) over real HTTP.
+"""The HTTP function as a real ``functions-framework`` process over real HTTP.
 
-gunicorn imports the function and then forks its worker, so these tests also prove that
-the engine client survives the fork.
+functions-framework sees the async function and serves it with gunicorn's uvicorn worker:
+gunicorn imports the function and then forks its worker, so these tests also prove that the
+worker makes and uses its own engine client on its own loop.
 """
 
 from __future__ import annotations
@@ -125,6 +126,23 @@ async def test_bad_requests_over_http(function_url: str, waiting: WaitingActivit
         assert response.status_code == status
         assert set(response.json()["error"]) == {"code", "message"}
     assert await waiting.pending_activity() is not None
+
+
+async def test_chunked_body_over_the_limit_is_413_over_http(function_url: str):
+    def chunks() -> Iterator[bytes]:
+        # No Content-Length: the function must stop reading at its limit (3 MiB by default).
+        for _ in range(64):
+            yield b" " * (64 * 1024)
+
+    response = await asyncio.to_thread(
+        requests.post,
+        function_url,
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
 
 
 def assert_logs_clean(log: Path, *activities: WaitingActivity) -> None:

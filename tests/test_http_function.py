@@ -1,9 +1,10 @@
 """The HTTP function through functions-framework's real app, against a real Temporal dev server.
 
 Every app here is built by ``functions_framework.create_app`` from ``functions/http/main.py``
-with its settings in the environment, exactly as the function starts in production. The
-Flask test client is blocking, so requests run in threads while the worker keeps running
-on the test loop. Every test also checks that no token or secret it used reached a log.
+with its settings in the environment, exactly as the function starts in production: an ASGI
+app (the function is async), driven in-process on the test's loop, where its engine client
+lives as it lives on the serving worker's loop. Every test also checks that no token or
+secret it used reached a log.
 """
 
 from __future__ import annotations
@@ -15,25 +16,22 @@ import hmac
 import io
 import json
 import os
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowFailureError
 from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.exceptions import ActivityError as TemporalActivityError
 from temporalio.exceptions import ApplicationError
-from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
 
-import completer.client as client_module
+from completer.handlers.worker import WorkerClient
 from completer.tokens import MAX_TOKEN_BYTES
+from tests.support.asgi import AsgiResponse, CountingBody, call
 from tests.support.http_app import FunctionApps, scanned_logs, token_forms
 from tests.support.proxy import TcpProxy
 from tests.support.services import free_port
@@ -78,21 +76,19 @@ def encode(body: Any) -> bytes:
 class App:
     """A function app built by functions-framework, and the engine client it created."""
 
-    client: FlaskClient
-    engine: client_module.SyncCompletionClient
+    asgi: Any
+    engine: WorkerClient
 
-    def post_sync(
+    async def post(
         self, body: Any, *, content_type: str = JSON, headers: dict[str, str] | None = None
-    ) -> TestResponse:
-        return self.client.post(
-            "/", data=encode(body), content_type=content_type, headers=headers or {}
-        )
+    ) -> AsgiResponse:
+        sent = {"Content-Type": content_type} if content_type else {}
+        return await call(self.asgi, "POST", body=encode(body), headers={**sent, **(headers or {})})
 
-    async def post(self, body: Any, **kwargs: Any) -> TestResponse:
-        return await asyncio.to_thread(self.post_sync, body, **kwargs)
-
-    async def open(self, method: str, **kwargs: Any) -> TestResponse:
-        return await asyncio.to_thread(self.client.open, "/", method=method, **kwargs)
+    async def open(
+        self, method: str, *, data: bytes = b"", content_type: str = JSON
+    ) -> AsgiResponse:
+        return await call(self.asgi, method, body=data, headers={"Content-Type": content_type})
 
 
 @pytest.fixture(autouse=True)
@@ -104,18 +100,18 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO
 
 
 @pytest.fixture
-def make_app(
+async def make_app(
     temporal_server: TemporalServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., App]]:
+) -> AsyncIterator[Callable[..., App]]:
     """Build the function as functions-framework does, with these environment variables."""
     apps = FunctionApps(monkeypatch, temporal_server.address)
 
     def make(**env: str) -> App:
         app, engine = apps.build(**env)
-        return App(app.test_client(), engine)
+        return App(app, engine)
 
     yield make
-    apps.close()
+    await apps.close()
 
 
 @pytest.fixture
@@ -145,7 +141,7 @@ def new_activity(new_waiting: Any) -> Callable[[], Any]:
     return make
 
 
-def error_of(response: TestResponse) -> tuple[int, str]:
+def error_of(response: AsgiResponse) -> tuple[int, str]:
     body = response.get_json()
     assert set(body) == {"error"}
     assert set(body["error"]) == {"code", "message"}
@@ -202,7 +198,7 @@ async def test_engine_connection_made_at_start_and_reused(
 ):
     with TcpProxy(temporal_server.port) as proxy:
         app = make_app(TEMPORAL_ADDRESS=proxy.address)
-        await asyncio.to_thread(app.engine.ensure_connected)
+        await app.engine.client.ensure_connected()
         connected_at_start = proxy.connections
         assert connected_at_start >= 1
         for i in range(4):
@@ -286,60 +282,22 @@ async def test_not_json_is_415(unreachable_app: App, content_type: str):
     assert error_of(response) == (415, "unsupported_media_type")
 
 
-class CountingStream(io.BytesIO):
-    """A request body that records how many bytes were read from it."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.bytes_read = 0
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        chunk = super().read(size)
-        self.bytes_read += len(chunk)
-        return chunk
-
-    def readinto(self, buffer: Any, /) -> int:
-        count = super().readinto(buffer)
-        self.bytes_read += count
-        return count
-
-    def read1(self, size: int | None = -1, /) -> bytes:
-        chunk = super().read1(size)
-        self.bytes_read += len(chunk)
-        return chunk
-
-    def readline(self, size: int | None = -1, /) -> bytes:
-        line = super().readline(size)
-        self.bytes_read += len(line)
-        return line
-
-
 async def test_body_over_limit_by_content_length_is_413_unread(make_app: Callable[..., App]):
     app = make_app(COMPLETER_MAX_BODY_BYTES="100", TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
-    body = CountingStream(b'{"result": "' + b"x" * 10_000 + b'"}')
-    response = await asyncio.to_thread(
-        app.client.post, "/", input_stream=body, content_type=JSON, content_length=10_014
-    )
+    body = CountingBody(b'{"result": "' + b"x" * 10_000 + b'"}')
+    headers = {"Content-Type": JSON, "Content-Length": "10014"}
+    response = await call(app.asgi, "POST", body=body, headers=headers)
     assert error_of(response) == (413, "payload_too_large")
-    # Not even functions-framework's after-request read drained it into memory.
+    # Refused on the declared length: not one byte of the body was pulled from the server.
     assert body.bytes_read == 0
 
 
 async def test_streamed_body_over_limit_is_413_after_limit_plus_one(make_app: Callable[..., App]):
     app = make_app(COMPLETER_MAX_BODY_BYTES="100", TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
-    body = CountingStream(b'{"result": "' + b"x" * 10_000 + b'"}')
-    environ = EnvironBuilder("/", method="POST", content_type=JSON).get_environ()
-    # A chunked body: no Content-Length, and the server terminates the stream (gunicorn does).
-    environ.pop("CONTENT_LENGTH", None)
-    environ.update({"wsgi.input": body, "wsgi.input_terminated": True})
-    app_iter, status, _ = await asyncio.to_thread(
-        run_wsgi_app, app.client.application, environ, buffered=True
-    )
-    answer = json.loads(b"".join(app_iter))
-    assert (status, answer["error"]["code"]) == (
-        "413 REQUEST ENTITY TOO LARGE",
-        "payload_too_large",
-    )
+    # A chunked body (no Content-Length), arriving one byte at a time.
+    body = CountingBody(b'{"result": "' + b"x" * 10_000 + b'"}')
+    response = await call(app.asgi, "POST", body=body, headers={"Content-Type": JSON})
+    assert error_of(response) == (413, "payload_too_large")
     assert body.bytes_read == 101
 
 
@@ -394,20 +352,14 @@ async def test_cancel_before_requested_is_409_then_works(app: App, activity: Wai
 
 
 async def test_concurrent_duplicates_complete_once(app: App, activity: WaitingActivity):
-    barrier = threading.Barrier(8)
-
-    def send(i: int) -> tuple[int, int]:
-        barrier.wait(timeout=10)
-        return i, app.post_sync({"task_token": activity.token_b64, "result": i}).status_code
-
-    def send_all() -> list[tuple[int, int]]:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(send, range(8)))
-
-    answers = await asyncio.to_thread(send_all)
-    winners = [i for i, status in answers if status == 200]
+    # Eight requests at once on the worker's one loop, over its one engine connection.
+    answers = await asyncio.gather(
+        *(app.post({"task_token": activity.token_b64, "result": i}) for i in range(8))
+    )
+    statuses = [answer.status_code for answer in answers]
+    winners = [i for i, status in enumerate(statuses) if status == 200]
     assert len(winners) == 1
-    assert sorted(status for _, status in answers) == [200] + [404] * 7
+    assert sorted(statuses) == [200] + [404] * 7
     assert await activity.handle.result() == winners[0]
 
 
@@ -426,7 +378,7 @@ async def test_engine_slower_than_deadline_is_504(
 ):
     with TcpProxy(temporal_server.port) as proxy:
         app = make_app(TEMPORAL_ADDRESS=proxy.address, COMPLETER_RPC_TIMEOUT_SECONDS="1")
-        await asyncio.to_thread(app.engine.ensure_connected)
+        await app.engine.client.ensure_connected()
         proxy.stalled = True
         started = time.monotonic()
         response = await app.post({"task_token": activity.token_b64, "result": 1})

@@ -1,32 +1,32 @@
 """Completion links on the HTTP function: GET shows a page, only its POST completes.
 
 Apps are built by ``functions_framework.create_app`` from ``functions/http/main.py`` with
-``COMPLETER_LINK_SECRET`` in the environment, against the real Temporal dev server. Every
+``COMPLETER_LINK_SECRET`` in the environment (ASGI apps driven in-process), against the real
+Temporal dev server. Every
 test checks that no task token, sealed link or secret reached a log or a page.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import html
 import io
+import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from flask.testing import FlaskClient
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError as TemporalActivityError
 from temporalio.exceptions import ApplicationError
-from werkzeug.test import TestResponse
 
 from completer.links import create_link
+from tests.support.asgi import AsgiResponse, call
 from tests.support.http_app import FunctionApps, scanned_logs, token_forms
 from tests.support.temporal import TemporalServer, WaitingActivity
 
@@ -43,18 +43,29 @@ SEALED: set[str] = set()
 
 @dataclass
 class App:
-    client: FlaskClient
+    asgi: Any
 
-    async def get(self, url: str, **kwargs: Any) -> TestResponse:
-        return await asyncio.to_thread(self.client.get, _path(url), **kwargs)
+    async def get(self, url: str, *, headers: dict[str, str] | None = None) -> AsgiResponse:
+        return await call(self.asgi, "GET", query=urlsplit(url).query, headers=headers)
 
-    async def post(self, url: str, **kwargs: Any) -> TestResponse:
-        return await asyncio.to_thread(self.client.post, _path(url), **kwargs)
-
-
-def _path(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
+    async def post(
+        self,
+        url: str,
+        *,
+        data: dict[str, str] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> AsgiResponse:
+        """POST a form (``data``, as a browser does), JSON, or nothing, to ``url``."""
+        sent = dict(headers or {})
+        body = b""
+        if data is not None:
+            body = urlencode(data).encode()
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        elif json_body is not None:
+            body = json.dumps(json_body).encode()
+            sent["Content-Type"] = "application/json"
+        return await call(self.asgi, "POST", query=urlsplit(url).query, body=body, headers=sent)
 
 
 @pytest.fixture(autouse=True)
@@ -67,16 +78,16 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO
 
 
 @pytest.fixture
-def make_app(
+async def make_app(
     temporal_server: TemporalServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., App]]:
+) -> AsyncIterator[Callable[..., App]]:
     apps = FunctionApps(monkeypatch, temporal_server.address)
 
     def make(**env: str) -> App:
-        return App(apps.build(**env)[0].test_client())
+        return App(apps.build(**env)[0])
 
     yield make
-    apps.close()
+    await apps.close()
 
 
 @pytest.fixture
@@ -122,13 +133,13 @@ def sealed_of(url: str) -> str:
     return parse_qs(urlsplit(url).query)["link"][0]
 
 
-def page_text(response: TestResponse) -> str:
+def page_text(response: AsgiResponse) -> str:
     assert response.mimetype == "text/html"
     assert response.mimetype_params.get("charset") == "utf-8"
     for name, value in PAGE_HEADERS.items():
         assert response.headers.get(name) == value
     assert response.headers.get("X-Frame-Options") == "DENY"
-    text = response.get_data(as_text=True)
+    text: str = response.get_data(as_text=True)
     assert text.startswith("<!doctype html>")
     # The confirmation form repeats the sealed link (the capability the person already
     # holds); a task token or a secret never appears in any page.
@@ -308,13 +319,13 @@ async def test_links_disabled_get_is_405_json(
 async def test_without_link_parameter_the_json_api_is_unchanged(
     app: App, activity: WaitingActivity
 ):
-    get = await asyncio.to_thread(app.client.get, "/")
+    get = await app.get("/")
     assert get.status_code == 405
     assert get.get_json()["error"]["code"] == "method_not_allowed"
-    form = await asyncio.to_thread(app.client.post, "/", data={"a": "b"})
+    form = await app.post("/", data={"a": "b"})
     assert form.status_code == 415
     body = {"task_token": activity.token_b64, "result": 1}
-    done = await asyncio.to_thread(app.client.post, "/", json=body)
+    done = await app.post("/", json_body=body)
     assert (done.status_code, done.get_json()) == (200, {"status": "completed"})
     assert await activity.handle.result() == 1
 
@@ -325,9 +336,7 @@ async def test_links_bypass_webhook_signatures_only_for_link_requests(
     signing = "whsec_" + base64.b64encode(os.urandom(24)).decode()
     SENSITIVE.update({signing, signing.removeprefix("whsec_")})
     app = make_app(COMPLETER_LINK_SECRET=SECRET, COMPLETER_SIGNING_SECRETS=signing)
-    unsigned = await asyncio.to_thread(
-        app.client.post, "/", json={"task_token": activity.token_b64, "result": 1}
-    )
+    unsigned = await app.post("/", json_body={"task_token": activity.token_b64, "result": 1})
     assert unsigned.status_code == 401
     assert unsigned.mimetype == "application/json"
     response = await app.post(approve_link(activity))

@@ -20,9 +20,9 @@ from completer.errors import InvalidRequest
 from completer.events.pubsub import (
     MESSAGE_PUBLISHED,
     PubSubMessage,
-    RecentCompletions,
     read_message,
 )
+from completer.handlers.pubsub import RecentCompletions
 from completer.models import Action, CompletionRequest
 from completer.tokens import token_fingerprint
 from tests.support.services import venv_tool

@@ -1,4 +1,4 @@
-"""S3 events -> notifications -> completion requests: the pure half of completer.events.s3."""
+"""S3 events -> notifications -> requests (completer.events.s3, pure), and S3 error translation."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from completer.errors import InvalidRequest, PayloadTooLarge, TransientError
 from completer.events.s3 import (
     ObjectNotification,
-    ObjectUnreadable,
-    StorageUnavailable,
     StoredObject,
     build_request,
     is_sqs_event,
     message_notifications,
     object_notifications,
     read_limit,
+)
+from completer.handlers.s3 import (
+    ObjectAccessDenied,
+    ObjectUnreadable,
+    StorageUnavailable,
     translate_s3_error,
 )
 from completer.models import Action
@@ -331,7 +334,6 @@ def client_error(code: str, status: int) -> ClientError:
         ("NoSuchBucket", 404),
         ("MethodNotAllowed", 405),
         ("PreconditionFailed", 412),
-        ("AccessDenied", 403),
         ("InvalidArgument", 400),
     ],
 )
@@ -355,6 +357,14 @@ def test_s3_errors_that_are_transient(code: str, status: int):
     error = translate_s3_error(client_error(code, status), "s3://b/k")
     assert isinstance(error, StorageUnavailable)
     assert error.transient
+
+
+@pytest.mark.parametrize(("code", "status"), [("AccessDenied", 403), ("Forbidden", 403)])
+def test_access_denied_is_transient_the_operators_to_fix(code: str, status: int):
+    error = translate_s3_error(client_error(code, status), "s3://b/k")
+    assert isinstance(error, ObjectAccessDenied)
+    assert error.transient
+    assert "s3:GetObject" in error.message
 
 
 def test_s3_unreachable_is_transient():

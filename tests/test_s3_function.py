@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,11 +31,11 @@ from botocore.config import Config
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from completer import client as client_module
 from completer.activity import presigned_upload
-from completer.client import SyncCompletionClient
+from completer.client import CompletionClient
+from completer.deadletter import DeadLetterQueue
 from completer.errors import TransientError
-from completer.events.s3 import S3Completer
+from completer.handlers.s3 import S3Handler
 from completer.logs import JsonFormatter
 from completer.settings import Settings, get_settings
 from tests.support.proxy import TcpProxy
@@ -228,16 +228,14 @@ def test_settings(temporal_server: TemporalServer) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def engine(test_settings: Settings) -> Iterator[SyncCompletionClient]:
-    with SyncCompletionClient(test_settings) as client:
+async def engine(test_settings: Settings) -> AsyncIterator[CompletionClient]:
+    async with CompletionClient.create(test_settings) as client:
         yield client
 
 
 @pytest.fixture
-def completer(
-    test_settings: Settings, engine: SyncCompletionClient, moto_endpoint: str
-) -> S3Completer:
-    return S3Completer(settings=test_settings, client=engine, s3=aws_client("s3", moto_endpoint))
+def completer(test_settings: Settings, engine: CompletionClient, moto_endpoint: str) -> S3Handler:
+    return S3Handler(engine, settings=test_settings, s3=aws_client("s3", moto_endpoint))
 
 
 @pytest.fixture
@@ -277,7 +275,10 @@ def assert_no_raw_token(records: list[logging.LogRecord], *tokens: str) -> None:
 
 
 async def call(handler: Any, event: dict[str, Any]) -> Any:
-    # The handler blocks; the Temporal worker lives on this test's loop.
+    """Invoke an S3Handler on this loop, or the Lambda module's handler as Lambda does."""
+    if isinstance(handler, S3Handler):
+        return await handler.handle(event)
+    # The module's handler runs its own kept loop: not on this one, where the worker lives.
     return await asyncio.to_thread(handler, event, None)
 
 
@@ -309,9 +310,7 @@ def lambda_main(
     monkeypatch.setenv("COMPLETER_BACKEND", "temporal")
     monkeypatch.setenv("COMPLETER_S3_INLINE_MAX_BYTES", str(INLINE_MAX))
     monkeypatch.delenv("COMPLETER_RPC_TIMEOUT_SECONDS", raising=False)
-    # The module makes the process's one settings object and client: start from none.
-    previous_client = client_module._default
-    monkeypatch.setattr(client_module, "_default", None)
+    # The module makes the process's one settings object: start from none.
     get_settings.cache_clear()
     completer_logger = logging.getLogger("completer")
     saved = (list(completer_logger.handlers), completer_logger.propagate, completer_logger.level)
@@ -323,9 +322,9 @@ def lambda_main(
     try:
         yield module
     finally:
-        if client_module._default is not None:
-            client_module._default.close()
-        client_module._default = previous_client
+        # What ends with the Lambda environment: the engine connection on the module's loop.
+        module._loop.run_until_complete(module._s3.executor.close())
+        module._loop.close()
         get_settings.cache_clear()
         completer_logger.handlers[:] = saved[0]
         completer_logger.propagate, completer_logger.level = saved[1], saved[2]
@@ -364,7 +363,7 @@ async def test_eventbridge_object_created_through_the_lambda_module(
 
 
 async def test_json_by_content_type_without_json_key(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     message = bucket.upload(
         "incoming/approval",
@@ -377,7 +376,7 @@ async def test_json_by_content_type_without_json_key(
 
 
 async def test_binary_object_is_passed_by_reference(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     body = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
     message = bucket.upload(
@@ -399,7 +398,7 @@ async def test_binary_object_is_passed_by_reference(
 
 
 async def test_json_over_the_inline_limit_is_passed_by_reference(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     body = json.dumps({"rows": ["x" * 100] * 20}).encode()
     assert len(body) > INLINE_MAX
@@ -422,7 +421,7 @@ async def test_json_over_the_inline_limit_is_passed_by_reference(
 
 
 async def test_json_exactly_at_the_inline_limit_is_inline(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     body = json.dumps({"pad": ""}).encode()
     body = json.dumps({"pad": "y" * (INLINE_MAX - len(body))}).encode()
@@ -433,7 +432,7 @@ async def test_json_exactly_at_the_inline_limit_is_inline(
 
 
 async def test_key_with_spaces_plus_and_non_ascii(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     key = "incoming/réponse final+v2 (1).json"
     message = bucket.upload(key, b'{"key": "odd"}', metadata={"task-token": waiting.token_urlsafe})
@@ -445,7 +444,7 @@ async def test_key_with_spaces_plus_and_non_ascii(
 
 
 async def test_fail_action_fails_the_activity_with_the_object(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     error = {
         "message": "rejected by partner",
@@ -473,7 +472,7 @@ async def test_fail_action_fails_the_activity_with_the_object(
 
 
 async def test_by_workflow_and_activity_ids(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     message = bucket.upload(
         "incoming/by-ids.json",
@@ -489,7 +488,7 @@ async def test_by_workflow_and_activity_ids(
 
 
 async def test_heartbeat_leaves_the_activity_waiting(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity, logs: list[Any]
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity, logs: list[Any]
 ):
     message = bucket.upload(
         "incoming/progress.json",
@@ -502,7 +501,7 @@ async def test_heartbeat_leaves_the_activity_waiting(
 
 
 async def test_presigned_upload_with_the_token_header_completes(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     upload = presigned_upload(
         bucket.s3,
@@ -521,7 +520,7 @@ async def test_presigned_upload_with_the_token_header_completes(
 
 
 async def test_versioned_object_is_read_at_the_version_the_event_names(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     bucket.s3.put_bucket_versioning(
         Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"}
@@ -538,7 +537,7 @@ async def test_versioned_object_is_read_at_the_version_the_event_names(
 
 
 async def test_versioned_reference_names_the_version(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity
 ):
     bucket.s3.put_bucket_versioning(
         Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"}
@@ -557,7 +556,7 @@ async def test_versioned_reference_names_the_version(
 
 @pytest.mark.parametrize("delivery", ["direct", "sqs"])
 async def test_missing_metadata_is_permanent(
-    completer: S3Completer,
+    completer: S3Handler,
     bucket: Bucket,
     waiting: WaitingActivity,
     logs: list[Any],
@@ -573,7 +572,7 @@ async def test_missing_metadata_is_permanent(
 
 @pytest.mark.parametrize("delivery", ["direct", "sqs"])
 async def test_object_deleted_before_read_is_permanent(
-    completer: S3Completer,
+    completer: S3Handler,
     bucket: Bucket,
     waiting: WaitingActivity,
     logs: list[Any],
@@ -593,7 +592,7 @@ async def test_object_deleted_before_read_is_permanent(
 
 
 async def test_bad_json_is_permanent(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity, logs: list[Any]
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity, logs: list[Any]
 ):
     message = bucket.upload(
         "incoming/bad.json", b'{"approved": tru', metadata={"task-token": waiting.token_urlsafe}
@@ -605,7 +604,7 @@ async def test_bad_json_is_permanent(
 
 
 async def test_unknown_activity_is_permanent_and_a_second_upload_changes_nothing(
-    completer: S3Completer, bucket: Bucket, waiting: WaitingActivity, logs: list[Any]
+    completer: S3Handler, bucket: Bucket, waiting: WaitingActivity, logs: list[Any]
 ):
     token = {"task-token": waiting.token_urlsafe}
     first = bucket.upload("incoming/first.json", b'"first"', metadata=token)
@@ -621,7 +620,7 @@ async def test_unknown_activity_is_permanent_and_a_second_upload_changes_nothing
 
 
 async def test_test_event_and_non_create_events_are_ignored(
-    completer: S3Completer, bucket: Bucket, logs: list[Any]
+    completer: S3Handler, bucket: Bucket, logs: list[Any]
 ):
     assert json.loads(bucket.test_event["Body"])["Event"] == "s3:TestEvent"
     test_event = bucket.sqs_event([bucket.test_event])
@@ -651,7 +650,7 @@ def throttle_keys(s3: Any, marker: str) -> None:
 
 
 async def test_sqs_batch_with_mixed_outcomes_names_exactly_the_transient_ones(
-    completer: S3Completer, bucket: Bucket, new_waiting: Any, logs: list[Any]
+    completer: S3Handler, bucket: Bucket, new_waiting: Any, logs: list[Any]
 ):
     done, throttled, also_done = await new_waiting(), await new_waiting(), await new_waiting()
     throttle_keys(completer.s3, "throttled")
@@ -670,20 +669,17 @@ async def test_sqs_batch_with_mixed_outcomes_names_exactly_the_transient_ones(
     assert await call(completer, event) == {
         "batchItemFailures": [{"itemIdentifier": messages[2]["MessageId"]}]
     }
-    assert outcomes(logs) == [
-        "completed",
-        "invalid_request",
-        "internal",
-        "invalid_request",
-        "completed",
-    ]
+    # The records run concurrently: one line each, in any order.
+    assert sorted(outcomes(logs)) == sorted(
+        ["completed", "invalid_request", "internal", "invalid_request", "completed"]
+    )
     assert await result_of(done) == "ok"
     assert (await result_of(also_done))["key"] == "incoming/ok-too.bin"
     await assert_still_waiting(throttled)
 
 
 async def test_s3_throttling_raises_for_direct_events_after_the_other_records(
-    completer: S3Completer, bucket: Bucket, new_waiting: Any
+    completer: S3Handler, bucket: Bucket, new_waiting: Any
 ):
     slow, fine = await new_waiting(), await new_waiting()
     throttle_keys(completer.s3, "throttled")
@@ -711,10 +707,9 @@ async def test_engine_down_is_reported_and_a_retry_completes_once_it_is_back(
     proxy = TcpProxy(temporal_server.port)  # not started yet: its port refuses connections
     monkeypatch.setenv("TEMPORAL_ADDRESS", proxy.address)
     settings = Settings(COMPLETER_BACKEND="temporal", COMPLETER_RPC_TIMEOUT_SECONDS=2)
-    with SyncCompletionClient(settings, connect_now=False) as engine_client:
-        down = S3Completer(
-            settings=settings, client=engine_client, s3=aws_client("s3", moto_endpoint)
-        )
+    engine_client = CompletionClient.create(settings)  # not connected: the engine is down
+    try:
+        down = S3Handler(engine_client, settings=settings, s3=aws_client("s3", moto_endpoint))
         message = bucket.upload(
             "incoming/while-down.json", b'"made it"', metadata={"task-token": waiting.token_b64}
         )
@@ -729,7 +724,185 @@ async def test_engine_down_is_reported_and_a_retry_completes_once_it_is_back(
         with proxy:
             assert await call(down, sqs_event) == {"batchItemFailures": []}
             assert await result_of(waiting) == "made it"
+    finally:
+        await engine_client.close()
     assert_no_raw_token(logs, waiting.token_b64)
+
+
+def deny_keys(s3: Any, marker: str) -> None:
+    """Make S3 answer 403 AccessDenied to HeadObject for keys containing ``marker`` (an IAM gap)."""
+
+    class Body:
+        def stream(self, **_: Any) -> Iterator[bytes]:
+            yield b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+
+    def deny(request: Any, **_: Any) -> AWSResponse | None:
+        if marker in request.url:
+            return AWSResponse(request.url, 403, HTTPHeaders(), Body())
+        return None
+
+    s3.meta.events.register("before-send.s3.HeadObject", deny)
+
+
+@pytest.fixture
+def dead_letter_queue(moto_endpoint: str) -> tuple[Any, str]:
+    sqs = aws_client("sqs", moto_endpoint)
+    return sqs, sqs.create_queue(QueueName=f"refused-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+
+
+def dead_letters(sqs: Any, queue_url: str, count: int) -> list[dict[str, Any]]:
+    letters: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while len(letters) < count and time.monotonic() < deadline:
+        response = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        letters += [json.loads(m["Body"]) for m in response.get("Messages", [])]
+    return letters
+
+
+async def test_access_denied_is_retried_never_dropped_nor_dead_lettered(
+    test_settings: Settings,
+    engine: CompletionClient,
+    moto_endpoint: str,
+    bucket: Bucket,
+    waiting: WaitingActivity,
+    dead_letter_queue: tuple[Any, str],
+    logs: list[Any],
+):
+    sqs, queue_url = dead_letter_queue
+    s3 = aws_client("s3", moto_endpoint)
+    deny_keys(s3, "denied")
+    handler = S3Handler(
+        engine, settings=test_settings, s3=s3, dead_letters=DeadLetterQueue(queue_url, sqs=sqs)
+    )
+    message = bucket.upload(
+        "incoming/denied.json", b'"later"', metadata={"task-token": waiting.token_b64}
+    )
+    assert await call(handler, bucket.sqs_event([message])) == {
+        "batchItemFailures": [{"itemIdentifier": message["MessageId"]}]
+    }
+    with pytest.raises(TransientError):
+        await call(handler, json.loads(message["Body"]))
+    [line, _] = [r.completer for r in logs if r.name == "completer.s3"]
+    assert (line["outcome"], line["disposition"]) == ("internal", "retry")
+    assert "s3:GetObject" in line["reason"]
+    assert dead_letters(sqs, queue_url, 1) == []
+    await assert_still_waiting(waiting)
+    # Once the operator fixes the policy, the retry completes.
+    fixed = S3Handler(engine, settings=test_settings, s3=aws_client("s3", moto_endpoint))
+    assert await call(fixed, bucket.sqs_event([message])) == {"batchItemFailures": []}
+    assert await result_of(waiting) == "later"
+
+
+async def test_permanent_failures_are_sent_to_the_dead_letter_queue(
+    test_settings: Settings,
+    engine: CompletionClient,
+    moto_endpoint: str,
+    bucket: Bucket,
+    waiting: WaitingActivity,
+    dead_letter_queue: tuple[Any, str],
+    logs: list[Any],
+):
+    sqs, queue_url = dead_letter_queue
+    handler = S3Handler(
+        engine,
+        settings=test_settings,
+        s3=aws_client("s3", moto_endpoint),
+        dead_letters=DeadLetterQueue(queue_url, sqs=sqs),
+    )
+    unnamed = bucket.upload("incoming/no-metadata.json", b'"lost"')
+    bad = bucket.upload("incoming/bad.json", b"{", metadata={"task-token": waiting.token_b64})
+    event = bucket.sqs_event([unnamed, bad])
+    assert await call(handler, event) == {"batchItemFailures": []}
+    letters = sorted(dead_letters(sqs, queue_url, 2), key=lambda letter: letter["source"])
+    assert [letter["source"] for letter in letters] == [
+        f"s3://{bucket.name}/incoming/bad.json",
+        f"s3://{bucket.name}/incoming/no-metadata.json",
+    ]
+    for letter, message in zip(letters, [bad, unnamed], strict=True):
+        assert set(letter) == {"source", "version_id", "error", "event"}
+        assert letter["error"]["code"] == "invalid_request"
+        assert letter["error"]["message"]
+        # The notification record exactly as S3 sent it.
+        assert letter["event"] == json.loads(message["Body"])["Records"][0]
+    refused = [r.completer for r in logs if r.name == "completer.s3"]
+    assert len(refused) == 2
+    assert all(line["disposition"] == "dead_letter" for line in refused)
+    assert all(line["dead_letter_message_id"] for line in refused)
+    await assert_still_waiting(waiting)
+    assert_no_raw_token(logs, waiting.token_b64)
+
+
+async def test_a_dead_letter_that_cannot_be_sent_is_retried_not_lost(
+    test_settings: Settings, engine: CompletionClient, moto_endpoint: str, bucket: Bucket
+):
+    sqs = aws_client("sqs", moto_endpoint)
+    missing = f"{moto_endpoint}/{ACCOUNT}/no-such-queue-{uuid.uuid4().hex[:8]}"
+    handler = S3Handler(
+        engine,
+        settings=test_settings,
+        s3=aws_client("s3", moto_endpoint),
+        dead_letters=DeadLetterQueue(missing, sqs=sqs),
+    )
+    message = bucket.upload("incoming/no-metadata.json", b'"lost"')
+    assert await call(handler, bucket.sqs_event([message])) == {
+        "batchItemFailures": [{"itemIdentifier": message["MessageId"]}]
+    }
+
+
+class SlowEngine:
+    """An executor that adds engine latency in front of the real client."""
+
+    def __init__(self, engine: CompletionClient, delay: float) -> None:
+        self.engine, self.delay = engine, delay
+
+    async def execute(self, request: Any, /, *, origin: Any = None) -> Any:
+        await asyncio.sleep(self.delay)
+        return await self.engine.execute(request, origin=origin)
+
+
+async def test_the_records_of_a_batch_are_carried_out_concurrently(
+    test_settings: Settings,
+    engine: CompletionClient,
+    moto_endpoint: str,
+    bucket: Bucket,
+    new_waiting: Any,
+):
+    handler = S3Handler(
+        SlowEngine(engine, 0.5), settings=test_settings, s3=aws_client("s3", moto_endpoint)
+    )
+    activities = [await new_waiting() for _ in range(8)]
+    messages = [
+        bucket.upload(f"incoming/{i}.json", str(i), metadata={"task-token": a.token_urlsafe})
+        for i, a in enumerate(activities)
+    ]
+    started = time.monotonic()
+    assert await call(handler, bucket.sqs_event(messages)) == {"batchItemFailures": []}
+    # One after another would take 8 x 0.5 s; together they take about one delay.
+    assert time.monotonic() - started < 2.5
+    assert [await result_of(a) for a in activities] == list(range(8))
+
+
+@pytest.fixture
+def dead_letter_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
+    """A real SQS queue on moto named by COMPLETER_DEAD_LETTER_QUEUE (before the module loads)."""
+    url: str = aws_client("sqs", moto_endpoint).create_queue(
+        QueueName=f"refused-{uuid.uuid4().hex[:12]}"
+    )["QueueUrl"]
+    monkeypatch.setenv("COMPLETER_DEAD_LETTER_QUEUE", url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_endpoint)
+    return url
+
+
+async def test_the_lambda_module_dead_letters_to_the_configured_queue(
+    dead_letter_env: str, lambda_main: Any, moto_endpoint: str, bucket: Bucket
+):
+    message = bucket.upload("incoming/unnamed.json", b'"lost"')
+    assert await call(lambda_main.handler, bucket.sqs_event([message])) == {"batchItemFailures": []}
+    [letter] = dead_letters(aws_client("sqs", moto_endpoint), dead_letter_env, 1)
+    assert letter["source"] == f"s3://{bucket.name}/incoming/unnamed.json"
+    assert letter["error"]["code"] == "invalid_request"
 
 
 # --- the cold path --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ def test_defaults():
     assert s.signature_tolerance_seconds == 300
     assert s.link_secret is None
     assert s.dead_letter_topic is None
+    assert s.dead_letter_queue is None
     assert s.s3_inline_max_bytes == 262_144
     assert s.identity.startswith("activity-completer@")
     assert s.cadence_address == "localhost:7833"
@@ -42,6 +43,14 @@ def test_payload_limit_follows_backend(monkeypatch):
     assert load_settings().max_payload_bytes == 262_144
     monkeypatch.setenv("COMPLETER_MAX_PAYLOAD_BYTES", "1000")
     assert load_settings().max_payload_bytes == 1000
+
+
+def test_dead_letter_queue_is_a_queue_url(monkeypatch):
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/refused-uploads"
+    monkeypatch.setenv("COMPLETER_DEAD_LETTER_QUEUE", url)
+    assert load_settings().dead_letter_queue == url
+    monkeypatch.setenv("COMPLETER_DEAD_LETTER_QUEUE", " ")
+    assert load_settings().dead_letter_queue is None
 
 
 def test_secrets_split_for_rotation(monkeypatch):
@@ -59,6 +68,8 @@ def test_secrets_split_for_rotation(monkeypatch):
         ("COMPLETER_MAX_PAYLOAD_BYTES", "lots"),
         ("COMPLETER_SIGNATURE_TOLERANCE_SECONDS", "-5"),
         ("COMPLETER_DEAD_LETTER_TOPIC", "dead-letters"),
+        ("COMPLETER_DEAD_LETTER_QUEUE", "refused-uploads"),
+        ("COMPLETER_DEAD_LETTER_QUEUE", "arn:aws:sqs:us-east-1:123456789012:refused"),
         ("COMPLETER_S3_INLINE_MAX_BYTES", "1.5"),
         ("COMPLETER_DATA_CONVERTER", "not a path"),
     ],

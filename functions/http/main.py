@@ -1,32 +1,31 @@
 """The HTTP function (target ``complete``): complete a waiting activity from a webhook or API call.
 
-The behaviour (CONTRACT §4) lives in :mod:`completer.events.http`. Settings are checked at
-import: a wrong configuration stops the instance at start with one sentence. The one engine
-connection is opened by the serving worker as soon as gunicorn forks it, and reused.
+An async function on functions-framework's ASGI face (Starlette under gunicorn's uvicorn
+worker): every request of a worker runs on its one event loop, over its one engine
+connection. The logic is :class:`completer.handlers.http.HttpHandler`; settings are checked at
+import, so a wrong configuration stops the instance at start with one sentence.
 """
 
 from __future__ import annotations
 
-import flask
-import functions_framework
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
 
-from completer.client import ProcessClient
 from completer.errors import ConfigurationError
-from completer.events.http import HttpCompleter
+from completer.handlers.http import HttpHandler
+from completer.handlers.worker import WorkerClient
 from completer.logs import configure_logging
 from completer.settings import get_settings
 
 configure_logging()
 try:
-    http_completer = HttpCompleter(ProcessClient(), settings=get_settings())
+    handler = HttpHandler(WorkerClient(get_settings()), settings=get_settings())
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
 
 
-@functions_framework.http
-def complete(request: flask.Request) -> flask.Response:
+@functions_framework.aio.http
+async def complete(request: Request) -> Response:
     """Complete, fail, heartbeat or cancel the activity the JSON body (or a link) names."""
-    answer = http_completer.handle(request)
-    return flask.Response(
-        answer.text(), status=answer.status, headers=answer.headers, mimetype=answer.media_type
-    )
+    return await handler.serve_starlette(request)

@@ -1,34 +1,35 @@
-"""Pub/Sub function: complete a waiting activity from a Pub/Sub message (CONTRACT §5).
+"""Pub/Sub function: complete a waiting activity from a Pub/Sub message.
 
-Target ``complete``, CloudEvent signature (Eventarc ``messagePublished`` events, or raw push
-requests that functions-framework converts). Returning acknowledges the message; raising
-makes Pub/Sub redeliver it, which only transient errors do.
+Target ``complete``, an async function served on each worker's one event loop. It takes
+Eventarc ``messagePublished`` CloudEvents and raw push requests alike (functions-framework's
+async ``cloud_event`` face refuses raw push requests, so this is an HTTP function that reads
+both). A 2xx answer acknowledges the message; any other makes Pub/Sub redeliver it. The logic
+is :class:`completer.handlers.pubsub.PubSubHandler`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
 
-import functions_framework
-
-from completer.client import ProcessClient
 from completer.deadletter import dead_letter_topic
 from completer.errors import ConfigurationError
-from completer.events.pubsub import PubSubCompleter
+from completer.handlers.pubsub import PubSubHandler
+from completer.handlers.worker import WorkerClient
 from completer.logs import configure_logging
 from completer.settings import get_settings
 
 configure_logging()
 try:
-    # Fail at start, not on the first message; the serving worker opens the connection.
-    pubsub_completer = PubSubCompleter(
-        ProcessClient(), dead_letters=dead_letter_topic(get_settings())
+    handler = PubSubHandler(
+        WorkerClient(get_settings()), dead_letters=dead_letter_topic(get_settings())
     )
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
 
 
-@functions_framework.cloud_event
-def complete(event: Any) -> None:
+@functions_framework.aio.http
+async def complete(request: Request) -> Response:
     """Carry out the completion a Pub/Sub message asks for."""
-    pubsub_completer.handle(event)
+    return await handler.serve_starlette(request)

@@ -1,16 +1,19 @@
-"""AWS Lambda: complete waiting activities from S3 uploads (CONTRACT §6). Handler: ``main.handler``.
+"""AWS Lambda: complete waiting activities from S3 uploads. Handler: ``main.handler``.
 
-Settings and the engine client are made once, when Lambda loads this module, so a wrong
-configuration fails the cold start with one sentence naming the variable, and every warm
-invocation reuses one engine connection and one S3 client.
+Settings, the engine client and one event loop are made once, when Lambda loads this module:
+a wrong configuration fails the cold start with one sentence naming the variable, and every
+warm invocation reuses the loop, its engine connection and one S3 client. The logic is
+:class:`completer.handlers.s3.S3Handler`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from completer.client import default_client
-from completer.events.s3 import S3Completer
+from completer.client import CompletionClient
+from completer.deadletter import dead_letter_queue
+from completer.handlers.s3 import S3Handler
 from completer.logs import configure_logging
 from completer.secrets import load_secret_environment
 from completer.settings import get_settings
@@ -18,9 +21,14 @@ from completer.settings import get_settings
 configure_logging()
 # Terraform passes secrets as <NAME>_SECRET_ARN: resolve them before the settings are read.
 load_secret_environment()
-_completer = S3Completer(settings=get_settings(), client=default_client())
+_loop = asyncio.new_event_loop()
+_s3 = S3Handler(
+    CompletionClient.create(get_settings()),
+    settings=get_settings(),
+    dead_letters=dead_letter_queue(get_settings()),
+)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
     """S3 notification, SQS or EventBridge event in; ``batchItemFailures`` out for SQS."""
-    return _completer(event, context)
+    return _loop.run_until_complete(_s3.handle(event, context))

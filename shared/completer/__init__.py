@@ -3,9 +3,15 @@
 The public surface is small and cheap to import; the engine SDKs load only when a client
 for that engine is created::
 
-    from completer import CompletionRequest, default_client
+    import asyncio
 
-    outcome = default_client().execute(CompletionRequest.build({"task_token": t, "result": 42}))
+    from completer import CompletionClient, CompletionRequest
+
+    async def main() -> None:
+        async with await CompletionClient.connect() as client:
+            await client.execute(CompletionRequest.build({"task_token": t, "result": 42}))
+
+    asyncio.run(main())
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from completer.models import (
 from completer.tokens import decode_token, encode_token, token_fingerprint
 
 if TYPE_CHECKING:
-    from completer.client import CompletionClient, SyncCompletionClient, default_client
+    from completer.client import CompletionClient
 
 __all__ = [
     "Action",
@@ -55,16 +61,14 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentError",
     "Status",
-    "SyncCompletionClient",
     "TransientError",
     "decode_token",
-    "default_client",
     "encode_token",
     "parse_request",
     "token_fingerprint",
 ]
 
-_LAZY = {"CompletionClient", "SyncCompletionClient", "default_client"}
+_LAZY = {"CompletionClient"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,22 +1,29 @@
-"""Dead letters: republish a rejected Pub/Sub message to ``COMPLETER_DEAD_LETTER_TOPIC``.
+"""Dead letters: where events that can never succeed are kept for a person to look at.
 
-The dead letter keeps the message's data and attributes and adds why it was rejected
-(CONTRACT §5). ``google-cloud-pubsub`` is imported only when a topic is configured, and its
-client is created on the first dead letter: once per instance, after any fork of the server.
-It honours ``PUBSUB_EMULATOR_HOST`` by itself.
+- :class:`DeadLetterTopic` republishes a rejected Pub/Sub message to
+  ``COMPLETER_DEAD_LETTER_TOPIC`` with its data and attributes and why it was rejected.
+  ``google-cloud-pubsub`` is imported only when a topic is configured, and its client is
+  created on the first dead letter, after any fork of the server. It honours
+  ``PUBSUB_EMULATOR_HOST`` by itself.
+- :class:`DeadLetterQueue` sends a refused upload to ``COMPLETER_DEAD_LETTER_QUEUE`` (an SQS
+  queue URL) as ``{"source", "version_id", "error": {"code", "message"}, "event"}``.
+
+Both are blocking calls: the async handlers run them in a thread.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from completer.errors import CompleterError, ConfigurationError, InternalError
 
 if TYPE_CHECKING:
     from google.pubsub_v1 import PublisherClient
+    from mypy_boto3_sqs import SQSClient
 
     from completer.settings import Settings
 
@@ -24,7 +31,9 @@ __all__ = [
     "ATTR_ERROR_CODE",
     "ATTR_ERROR_MESSAGE",
     "ATTR_SOURCE_MESSAGE_ID",
+    "DeadLetterQueue",
     "DeadLetterTopic",
+    "dead_letter_queue",
     "dead_letter_topic",
 ]
 
@@ -114,6 +123,72 @@ def dead_letter_topic(settings: Settings) -> DeadLetterTopic | None:
             "pip install google-cloud-pubsub."
         )
     return DeadLetterTopic(settings.dead_letter_topic)
+
+
+class DeadLetterQueue:
+    """An SQS queue that receives refused uploads; its client is made on first use."""
+
+    def __init__(self, queue_url: str, *, sqs: SQSClient | None = None) -> None:
+        self.queue_url = queue_url
+        self._client = sqs
+        self._lock = threading.Lock()
+
+    def _sqs(self) -> SQSClient:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    self._client = boto3.client(
+                        "sqs",
+                        config=Config(
+                            retries={"mode": "standard", "max_attempts": 3},
+                            connect_timeout=5,
+                            read_timeout=10,
+                        ),
+                    )
+        return self._client
+
+    def send(
+        self,
+        *,
+        source: str,
+        version_id: str | None,
+        error: CompleterError,
+        event: Mapping[str, Any],
+    ) -> str:
+        """Send one refused upload with the reason it was refused.
+
+        Returns:
+            The SQS message id of the dead letter.
+
+        Raises:
+            InternalError: It could not be sent (transient: the upload's event is retried
+                rather than lost).
+        """
+        body = {
+            "source": source,
+            "version_id": version_id,
+            "error": {"code": error.code, "message": error.message},
+            "event": event,
+        }
+        try:
+            response = self._sqs().send_message(
+                QueueUrl=self.queue_url, MessageBody=json.dumps(body, default=str)
+            )
+        except Exception as exc:
+            raise InternalError(
+                f"the upload could not be dead-lettered ({type(exc).__name__}); it will be retried."
+            ) from exc
+        return str(response["MessageId"])
+
+
+def dead_letter_queue(settings: Settings) -> DeadLetterQueue | None:
+    """The configured dead-letter queue, or None when ``COMPLETER_DEAD_LETTER_QUEUE`` is unset."""
+    if settings.dead_letter_queue is None:
+        return None
+    return DeadLetterQueue(settings.dead_letter_queue)
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from completer.errors import InvalidRequest
+from completer.tokens import token_fingerprint
 
 __all__ = [
     "Action",
@@ -179,6 +180,12 @@ class CompletionRequest(BaseModel):
     def by_token(self) -> bool:
         """True when the activity is named by its task token."""
         return self.task_token is not None
+
+    def describe_activity(self) -> str:
+        """A log-safe name for the activity: a token fingerprint, or its IDs."""
+        if self.task_token is not None:
+            return f"token:{token_fingerprint(self.task_token)}"
+        return f"workflow:{self.workflow_id}/activity:{self.activity_id}"
 
     def payload(self) -> JsonValue:
         """The value the engine must encode for this action (result, error details or details)."""

@@ -37,6 +37,7 @@ DEFAULT_PAYLOAD_LIMITS: dict[str, int] = {
 }
 
 _TOPIC = re.compile(r"^projects/[^/\s]+/topics/[^/\s]+$")
+_QUEUE_URL = re.compile(r"^https?://[^/\s]+/[^/\s]+/[^/\s]+$")
 _DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -70,6 +71,9 @@ class Settings(BaseSettings):
     )
     dead_letter_topic: str | None = Field(
         default=None, validation_alias=_env("COMPLETER_DEAD_LETTER_TOPIC")
+    )
+    dead_letter_queue: str | None = Field(
+        default=None, validation_alias=_env("COMPLETER_DEAD_LETTER_QUEUE")
     )
     s3_inline_max_bytes: int = Field(
         default=262_144, ge=0, validation_alias=_env("COMPLETER_S3_INLINE_MAX_BYTES")
@@ -113,7 +117,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "link_secret", "dead_letter_topic", "data_converter", "cadence_domain", mode="before"
+        "link_secret",
+        "dead_letter_topic",
+        "dead_letter_queue",
+        "data_converter",
+        "cadence_domain",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -140,6 +149,15 @@ class Settings(BaseSettings):
     def _topic_path(cls, value: str | None) -> str | None:
         if value is not None and not _TOPIC.match(value):
             raise ValueError("must look like projects/<project>/topics/<topic>")
+        return value
+
+    @field_validator("dead_letter_queue")
+    @classmethod
+    def _queue_url(cls, value: str | None) -> str | None:
+        if value is not None and not _QUEUE_URL.match(value):
+            raise ValueError(
+                "must be an SQS queue URL, https://sqs.<region>.amazonaws.com/<account>/<queue>"
+            )
         return value
 
     @field_validator("data_converter")

@@ -1,6 +1,6 @@
 """The HTTP function built as functions-framework builds it, and a guard that scans its logs.
 
-Both the webhook tests and the link tests use these: an app made by ``create_app`` from
+Both the webhook tests and the link tests use these: an ASGI app made by ``create_app`` from
 ``functions/http/main.py`` with a given environment (one "process" each: fresh settings, a
 fresh engine client), and a capture of every log record that fails when a token, secret or
 sealed link reaches it.
@@ -13,14 +13,15 @@ import contextlib
 import io
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from flask import Flask
 from functions_framework import create_app
 
-import completer.client as client_module
+from completer.handlers.worker import WorkerClient
 from completer.logs import JsonFormatter
 from completer.settings import get_settings
 
@@ -78,9 +79,9 @@ class FunctionApps:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, temporal_address: str) -> None:
         self.monkeypatch = monkeypatch
         self.temporal_address = temporal_address
-        self.engines: list[client_module.SyncCompletionClient] = []
+        self.engines: list[WorkerClient] = []
 
-    def build(self, **env: str) -> tuple[Flask, client_module.SyncCompletionClient]:
+    def build(self, **env: str) -> tuple[Any, WorkerClient]:
         """The app functions-framework makes with these environment variables, and its engine."""
         for name in [name for name in os.environ if name.startswith("COMPLETER_")]:
             self.monkeypatch.delenv(name)
@@ -91,15 +92,17 @@ class FunctionApps:
         }
         for name, value in settings.items():
             self.monkeypatch.setenv(name, value)
-        # Settings and the engine client are per process; start this "process" afresh.
+        # Settings are per process; start this "process" afresh.
         get_settings.cache_clear()
-        self.monkeypatch.setattr(client_module, "_default", None)
         app = create_app(target="complete", source=SOURCE)
-        # What the serving worker does right after gunicorn forks it: open the connection.
-        self.engines.append(client_module.default_client())
-        return app, self.engines[-1]
+        # functions-framework loads the source as the module "main"; its handler's executor
+        # is this "process's" engine client.
+        engine = sys.modules["main"].handler.executor
+        assert isinstance(engine, WorkerClient)
+        self.engines.append(engine)
+        return app, engine
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for engine in self.engines:
-            engine.close()
+            await engine.close()
         get_settings.cache_clear()

@@ -20,38 +20,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from completer.client import describe_activity
-from completer.errors import (
-    ActivityNotFound,
-    InternalError,
-    InvalidRequest,
-    PermanentError,
-    TransientError,
-)
+from completer.errors import InvalidRequest
 from completer.models import Action, CompletionRequest, parse_json, parse_request
 from completer.tokens import token_fingerprint
-
-if TYPE_CHECKING:
-    from completer.deadletter import DeadLetterTopic
-    from completer.models import CompletionOutcome
-
-logger = logging.getLogger("completer.pubsub")
 
 __all__ = [
     "MESSAGE_PUBLISHED",
     "CloudEventLike",
-    "PubSubCompleter",
     "PubSubMessage",
-    "RecentCompletions",
+    "PushRequest",
+    "event_from_http",
     "read_message",
 ]
 
@@ -61,6 +44,10 @@ MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 # CloudEvent context attributes (CloudEvents spec 1.0).
 CE_TYPE = "type"
 CE_ID = "id"
+# CloudEvents HTTP binding: binary mode puts the attributes in ce-* headers; structured mode
+# sends the whole event with this media type.
+CE_BINARY_HEADER = "ce-specversion"
+CE_STRUCTURED_MEDIA_TYPE = "application/cloudevents+json"
 
 # MessagePublishedData (googleapis/google-cloudevents, google/events/cloud/pubsub/v1/data.proto):
 # the CloudEvent data; a raw push request body has the same shape.
@@ -173,6 +160,51 @@ class PubSubMessage:
         return "envelope"
 
 
+@dataclass(frozen=True)
+class PushRequest:
+    """A raw Pub/Sub push request seen as the ``messagePublished`` CloudEvent it stands for.
+
+    Its body, ``{"message": {...}, "subscription": ...}``, is exactly that CloudEvent's data.
+    """
+
+    data: Any
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A CloudEvent attribute (``type``, ``id``)."""
+        return self.attributes.get(key, default)
+
+
+def event_from_http(headers: Mapping[str, str], body: bytes) -> CloudEventLike:
+    """The CloudEvent an HTTP request carries: Eventarc's (binary or structured), or a push.
+
+    Args:
+        headers: The request headers, names in lower case.
+        body: The raw body.
+
+    Raises:
+        InvalidRequest: The request says it is a CloudEvent but is not a valid one.
+    """
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if CE_BINARY_HEADER in headers or media_type == CE_STRUCTURED_MEDIA_TYPE:
+        from cloudevents.http import from_http
+
+        try:
+            event: CloudEventLike = from_http(dict(headers), body)
+        except Exception as exc:
+            raise InvalidRequest(f"the CloudEvent is malformed ({type(exc).__name__}).") from exc
+        return event
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = body
+    message = data.get(DATA_MESSAGE) if isinstance(data, Mapping) else None
+    message_id = ""
+    if isinstance(message, Mapping):
+        message_id = next((str(message[n]) for n in MESSAGE_ID_FIELDS if message.get(n)), "")
+    return PushRequest(data=data, attributes={CE_TYPE: MESSAGE_PUBLISHED, CE_ID: message_id})
+
+
 def read_message(event: CloudEventLike) -> PubSubMessage:
     """Take the Pub/Sub message out of a ``messagePublished`` CloudEvent.
 
@@ -247,99 +279,3 @@ def _as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogateescape")
     return json.dumps(value, default=str).encode("utf-8")
-
-
-class RecentCompletions:
-    """Completions this instance carried out lately, to recognise a duplicate delivery.
-
-    A redelivered or republished completion finds its activity already finished and the
-    engine answers ``activity_not_found``; when this instance did that very completion it
-    is a duplicate (acknowledge quietly), otherwise it is worth a dead letter.
-    """
-
-    def __init__(self, *, capacity: int = 10_000) -> None:
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(request: CompletionRequest) -> str:
-        """A digest of the whole request (activity, action and payload)."""
-        canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-    def remember(self, request: CompletionRequest) -> None:
-        """Note a completion that succeeded."""
-        key = self.key(request)
-        with self._lock:
-            self._keys[key] = None
-            self._keys.move_to_end(key)
-            while len(self._keys) > self._capacity:
-                self._keys.popitem(last=False)
-
-    def __contains__(self, request: object) -> bool:
-        if not isinstance(request, CompletionRequest):
-            return False
-        with self._lock:
-            return self.key(request) in self._keys
-
-
-class Completes(Protocol):
-    """What :class:`PubSubCompleter` needs of a completion client (``ProcessClient`` fits)."""
-
-    def execute(self, request: CompletionRequest) -> CompletionOutcome: ...
-
-
-class PubSubCompleter:
-    """The Pub/Sub function's logic: acknowledge by returning, ask for redelivery by raising.
-
-    Success and permanent errors return (the message is acknowledged; permanent ones are
-    logged and dead-lettered when a topic is configured). Transient errors raise, so Pub/Sub
-    redelivers. A failed dead letter raises too: redelivery beats losing the message.
-    """
-
-    def __init__(self, client: Completes, *, dead_letters: DeadLetterTopic | None) -> None:
-        self.client = client
-        self.dead_letters = dead_letters
-        self.recent = RecentCompletions()
-
-    def handle(self, event: CloudEventLike) -> None:
-        """Carry out the completion one Pub/Sub message asks for."""
-        message = read_message(event)
-        request: CompletionRequest | None = None
-        fields: dict[str, Any] = {"message_id": message.message_id, "form": message.form}
-        try:
-            request = message.completion_request()
-            fields.update(activity=describe_activity(request), action=request.action.value)
-            outcome = self.client.execute(request)
-        except TransientError as exc:
-            logger.warning("message will be redelivered", extra=_log(fields, message, exc.code))
-            raise
-        except PermanentError as exc:
-            if isinstance(exc, ActivityNotFound) and request in self.recent:
-                fields["duplicate"] = True
-                logger.info(
-                    "duplicate delivery acknowledged", extra=_log(fields, message, exc.code)
-                )
-                return
-            fields["reason"] = exc.message
-            if self.dead_letters is not None:
-                try:
-                    fields["dead_letter_message_id"] = self.dead_letters.publish(
-                        message.data,
-                        message.attributes,
-                        error=exc,
-                        source_message_id=message.message_id,
-                    )
-                except InternalError:
-                    logger.exception("dead letter failed", extra=_log(fields, message, exc.code))
-                    raise
-            logger.warning("message rejected", extra=_log(fields, message, exc.code))
-            return
-        self.recent.remember(request)
-        logger.info("message handled", extra=_log(fields, message, outcome.status.value))
-
-
-def _log(fields: dict[str, Any], message: PubSubMessage, outcome: str) -> dict[str, Any]:
-    fields.setdefault("activity", message.describe_activity())
-    return {"completer": {**fields, "outcome": outcome}}

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from completer.client import describe_activity
 from completer.errors import (
     ActivityNotFound,
     CompleterError,
@@ -37,12 +36,11 @@ from completer.errors import (
     Unauthorized,
 )
 from completer.links import CHOICE_PARAM, LINK_PARAM, OpenedLink, open_link
-from completer.models import Action, CompletionOutcome, CompletionRequest
+from completer.models import Action, CompletionOutcome, CompletionRequest, Origin
 
 if TYPE_CHECKING:
-    from werkzeug.wrappers import Request
-
-    from completer.events.http import Completer
+    from completer.executor import Executor
+    from completer.handlers.exchange import HttpRequest
 
 __all__ = ["LinkPage", "LinkPages"]
 
@@ -82,37 +80,39 @@ class LinkPage:
 class LinkPages:
     """Answers GET and POST requests to completion links with HTML pages."""
 
-    def __init__(self, client: Completer, *, secret: str) -> None:
-        """Bind the completion client and ``COMPLETER_LINK_SECRET``."""
-        self.client = client
+    def __init__(self, executor: Executor, *, secret: str) -> None:
+        """Bind the executor and ``COMPLETER_LINK_SECRET``."""
+        self.executor = executor
         self._secret = secret
 
     @staticmethod
-    def applies_to(request: Request) -> bool:
+    def applies_to(request: HttpRequest) -> bool:
         """True for a GET, HEAD or POST whose URL carries a ``link`` parameter."""
-        return LINK_PARAM in request.args and request.method in ("GET", "HEAD", "POST")
+        return LINK_PARAM in request.query and request.method in ("GET", "HEAD", "POST")
 
-    def handle(self, request: Request, *, request_id: str) -> LinkPage:
+    async def handle(self, request: HttpRequest, *, request_id: str) -> LinkPage:
         """Answer one link request; never raises."""
         fields: dict[str, Any] = {"request_id": request_id, "method": request.method, "link": True}
         try:
             opened = self._open(request)
             fields.update(
-                activity=describe_activity(opened.request),
+                activity=opened.request.describe_activity(),
                 action=opened.request.action.value,
                 choice=opened.choice,
             )
             if request.method == "POST":
-                self._check_post(request)
+                await self._check_post(request)
                 started = time.perf_counter()
                 try:
-                    outcome = self.client.execute(opened.request)
+                    outcome = await self.executor.execute(
+                        opened.request, origin=Origin(trigger="link")
+                    )
                 finally:
                     fields["engine_ms"] = round((time.perf_counter() - started) * 1000, 1)
                 page = _done(opened, outcome)
                 fields["outcome"] = outcome.status.value
             else:
-                page = _confirmation(opened, sealed=request.args.get(LINK_PARAM, ""))
+                page = _confirmation(opened, sealed=request.query.get(LINK_PARAM, ""))
                 fields["outcome"] = "confirmation_shown"
         except CompleterError as exc:
             page = _refusal(exc)
@@ -127,26 +127,26 @@ class LinkPages:
         logger.log(level, "link request answered", extra={"completer": fields})
         return page
 
-    def _open(self, request: Request) -> OpenedLink:
-        sealed = request.args.get(LINK_PARAM, "")
-        choice = request.args.get(CHOICE_PARAM)
+    def _open(self, request: HttpRequest) -> OpenedLink:
+        sealed = request.query.get(LINK_PARAM, "")
+        choice = request.query.get(CHOICE_PARAM)
         return open_link(sealed, secret=self._secret, choice=choice)
 
     @staticmethod
-    def _check_post(request: Request) -> None:
+    async def _check_post(request: HttpRequest) -> None:
         if request.headers.get(SEC_FETCH_SITE, "").lower() == CROSS_SITE:
             raise Unauthorized("confirm on the link's own page, not from another site.")
-        if request.mimetype != FORM_MEDIA_TYPE:
+        if request.media_type != FORM_MEDIA_TYPE:
             return  # an empty POST (curl -X POST '<link>') carries the link in its URL only
         declared = request.content_length
         if declared is not None and declared > MAX_FORM_BYTES:
             raise PayloadTooLarge("the confirmation form is too large.")
-        raw = request.stream.read(MAX_FORM_BYTES + 1)
+        raw = await request.read(MAX_FORM_BYTES)
         if len(raw) > MAX_FORM_BYTES:
             raise PayloadTooLarge("the confirmation form is too large.")
         form = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
         posted = form.get(LINK_PARAM)
-        if posted is not None and posted != [request.args.get(LINK_PARAM, "")]:
+        if posted is not None and posted != [request.query.get(LINK_PARAM, "")]:
             raise Unauthorized("the confirmation does not belong to this link.")
 
 
