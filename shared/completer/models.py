@@ -393,8 +393,15 @@ _FIELD_NAMES = {
 }
 
 
+_MAX_PROBLEMS = 5
+
+
 def describe_validation_error(exc: ValidationError) -> str:
-    """One or more sentences saying what is wrong, never echoing the input (it may hold a token)."""
+    """One or more sentences saying what is wrong, never echoing the input (it may hold a token).
+
+    Field names come from the input (an unknown field is named), so each is cut short and
+    at most a few problems are listed: the message stays bounded whatever was sent.
+    """
     problems: list[str] = []
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
         loc = ".".join(
@@ -402,6 +409,7 @@ def describe_validation_error(exc: ValidationError) -> str:
             for part in err["loc"]
             if not isinstance(part, int) or err["type"] != "extra_forbidden"
         )
+        loc = loc if len(loc) <= _QUOTED_MAX else loc[:_QUOTED_MAX] + "…"
         kind = err["type"]
         if kind == "extra_forbidden":
             problems.append(f"unknown field '{loc}'")
@@ -413,4 +421,8 @@ def describe_validation_error(exc: ValidationError) -> str:
             problems.append(f"'{loc}': {err['msg'].lower()}")
         else:
             problems.append(str(err["msg"]))
-    return "invalid completion request: " + "; ".join(dict.fromkeys(problems)) + "."
+    unique = list(dict.fromkeys(problems))
+    shown = "; ".join(unique[:_MAX_PROBLEMS])
+    if len(unique) > _MAX_PROBLEMS:
+        shown += f"; and {len(unique) - _MAX_PROBLEMS} more"
+    return "invalid completion request: " + shown + "."
