@@ -221,7 +221,8 @@ def test_scopes_attach_to_named_secrets(monkeypatch):
     assert keys[0].scope.workflow_id_prefixes == ("acme-",)
     assert keys[0].scope.namings == frozenset({"ids"})  # prefixes cannot be checked on tokens
     assert keys[1].scope.unrestricted
-    assert acme not in repr(keys) and acme[6:] not in repr(keys)
+    assert acme not in repr(keys)
+    assert acme[6:] not in repr(keys)
 
 
 @pytest.mark.parametrize(
