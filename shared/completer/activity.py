@@ -135,7 +135,8 @@ def _action(action: Action | str | None) -> Action | None:
         return Action(action)
     except ValueError:
         choices = ", ".join(a.value for a in Action)
-        raise InvalidRequest(f"action must be one of {choices} (got {str(action)[:40]!r}).") from None
+        shown = str(action)[:40]
+        raise InvalidRequest(f"action must be one of {choices} (got {shown!r}).") from None
 
 
 def pubsub_attributes(
