@@ -536,3 +536,71 @@ def _links(
         **common,
     )
     return ApprovalLinks(approve=approve, reject=reject, expires_at=int(issued) + ttl)
+
+
+# The Step Functions approval notifier's own settings (it is not the HTTP function).
+APPROVAL_FUNCTION_URL = "APPROVAL_FUNCTION_URL"
+APPROVAL_TOPIC_ARN = "APPROVAL_TOPIC_ARN"
+_SNS_SUBJECT_MAX = 100  # SNS Publish: Subject is at most 100 printable ASCII characters
+
+
+def stepfunctions_approval_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda handler for a Step Functions task that waits for a person's approval.
+
+    The state machine calls it with ``arn:aws:states:::lambda:invoke.waitForTaskToken`` and
+    ``{"task_token.$": "$$.Task.Token", "subject": …, "description": …}``; it makes approve
+    and reject links to the HTTP function (``APPROVAL_FUNCTION_URL``, signed with
+    ``COMPLETER_LINK_SECRET``) and publishes them to the SNS topic ``APPROVAL_TOPIC_ARN``
+    (e.g. e-mail subscribers). The click completes the task; the token is never sent.
+
+    Args:
+        event: ``task_token`` (required), ``subject``, ``description``, ``ttl_seconds``,
+            ``approve_result``.
+        context: The Lambda context (unused).
+
+    Returns:
+        ``{"expires_at": <unix time>}``; Step Functions waits for the link instead.
+
+    Raises:
+        ConfigurationError: A setting is missing or wrong (the Lambda fails; Step Functions
+            retries the task per its Retry policy).
+        InvalidRequest: The event carries no usable task token.
+    """
+    import os
+
+    import boto3
+
+    from completer.errors import ConfigurationError
+    from completer.secrets import load_secret_environment
+    from completer.settings import load_settings
+
+    load_secret_environment()
+    secret = load_settings().link_secret
+    url, topic = os.environ.get(APPROVAL_FUNCTION_URL), os.environ.get(APPROVAL_TOPIC_ARN)
+    if secret is None or not url or not topic:
+        raise ConfigurationError(
+            f"the approval notifier needs COMPLETER_LINK_SECRET, {APPROVAL_FUNCTION_URL} "
+            f"and {APPROVAL_TOPIC_ARN}."
+        )
+    token = event.get("task_token")
+    if not isinstance(token, str) or not token:
+        raise InvalidRequest('the event has no task_token: pass "task_token.$": "$$.Task.Token".')
+    ttl = int(event.get("ttl_seconds") or 3 * 24 * 3600)
+    links = approval_links(
+        url,
+        secret=secret.get_secret_value(),
+        task_token=token,
+        approve_result=event.get("approve_result"),
+        ttl_seconds=ttl,
+    )
+    subject = str(event.get("subject") or "Approval needed")
+    description = str(event.get("description") or "")
+    message = (
+        f"{description}\n\nApprove: {links.approve}\n\nReject: {links.reject}\n\n"
+        f"The links expire in {ttl // 3600} hours; each asks for confirmation before it acts."
+    )
+    ascii_subject = subject.encode("ascii", "replace").decode("ascii")
+    boto3.client("sns").publish(
+        TopicArn=topic, Subject=ascii_subject[:_SNS_SUBJECT_MAX], Message=message.strip()
+    )
+    return {"expires_at": links.expires_at}
