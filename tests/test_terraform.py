@@ -236,9 +236,9 @@ def test_function_environment_only_sets_known_settings():
             seen[resource] = names
     gcp_pubsub = ("gcp-functions", "google_cloudfunctions2_function", "pubsub")
     assert "COMPLETER_DEAD_LETTER_TOPIC" in seen[gcp_pubsub]
-    for module in ("aws-s3-lambda", "aws-http-lambda"):
-        assert "COMPLETER_BACKEND" in seen[(module, "aws_lambda_function", "this")]
-        assert "<NAME>_SECRET_ARN" in seen[(module, "aws_lambda_function", "this")]
+    for lambda_module in ("aws-s3-lambda", "aws-http-lambda"):
+        assert "COMPLETER_BACKEND" in seen[(lambda_module, "aws_lambda_function", "this")]
+        assert "<NAME>_SECRET_ARN" in seen[(lambda_module, "aws_lambda_function", "this")]
     assert "COMPLETER_ALLOW_UNSIGNED" in seen[("aws-http-lambda", "aws_lambda_function", "this")]
     assert (
         "COMPLETER_ALLOW_UNSIGNED"
