@@ -334,16 +334,26 @@ class TestInputLimits:
         assert len(message) < 500
         assert "and 45 more" in message
 
-    def test_two_mib_body_parses_fast(self):
+    def test_two_mib_body_parses_about_as_fast_as_plain_json(self):
         import time
+
+        from completer.models import parse_json
 
         items = [{"id": i, "name": f"item-{i}", "tags": ["a", "b"]} for i in range(45_000)]
         raw = json.dumps({"workflow_id": "w", "activity_id": "a", "result": items}).encode()
         assert len(raw) > 2 * 1024 * 1024
-        started = time.perf_counter()
-        req_raw(raw)
-        # About 0.1 s on a shared CI core; a per-character Python pass would take seconds.
-        assert time.perf_counter() - started < 2
+
+        def best(parse: Any) -> float:
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                parse(raw)
+                times.append(time.perf_counter() - started)
+            return min(times)
+
+        # The checks run in C (translate, substring search, one hook per object): measured
+        # 1.1x plain json.loads; a per-character Python pass would be 10x and more.
+        assert best(parse_json) < 3 * best(json.loads) + 0.05
 
 
 def req_raw(raw: str | bytes) -> CompletionRequest:

@@ -419,3 +419,28 @@ class TestReplayMemory:
         for number in range(1000):
             await answer_once(store, signed_request(f"msg_{number}"), carry_out)
         assert len(store) == 100
+
+    async def test_a_full_memory_never_drops_a_request_being_carried_out(self):
+        store = MemoryReplayStore(tolerance_seconds=300, capacity=1, clock=lambda: NOW)
+        release = asyncio.Event()
+        runs: list[str] = []
+
+        async def slow() -> RememberedAnswer:
+            runs.append("slow")
+            await release.wait()
+            return OK
+
+        async def fast() -> RememberedAnswer:
+            return OK
+
+        first = asyncio.create_task(answer_once(store, signed_request("slow"), slow))
+        await asyncio.sleep(0.01)
+        for number in range(5):
+            await answer_once(store, signed_request(f"other_{number}"), fast)
+        replay = asyncio.create_task(answer_once(store, signed_request("slow"), slow))
+        await asyncio.sleep(0.01)
+        release.set()
+        async with asyncio.timeout(2):
+            assert await first == (OK, False)
+            assert await replay == (OK, True)
+        assert runs == ["slow"]

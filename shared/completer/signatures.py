@@ -457,21 +457,13 @@ async def answer_once(
     return answer, False
 
 
-@dataclass
-class _Entry:
-    body_digest: str
-    expires_at: float
-    answer: RememberedAnswer | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class MemoryReplayStore:
     """A per-instance replay memory, bounded in entries and in time.
 
-    An entry lives until its signed timestamp leaves the tolerance window (after which the
+    An answer is kept until its signed timestamp leaves the tolerance window (after which the
     signature is refused anyway). A request that arrives while the first with its id is
     still being carried out waits for that first answer instead of running twice. When
-    full, the oldest entries are forgotten first.
+    full, the oldest answers are forgotten first; ids being carried out are never dropped.
     """
 
     def __init__(
@@ -479,57 +471,61 @@ class MemoryReplayStore:
         *,
         tolerance_seconds: int,
         capacity: int = DEFAULT_REPLAY_CAPACITY,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """Size the memory; ``clock`` returns the Unix time (for tests)."""
         self.tolerance_seconds = tolerance_seconds
         self.capacity = capacity
         self._clock = clock
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # webhook-id -> (body digest, expiry, answer), oldest first.
+        self._answers: OrderedDict[str, tuple[str, float, RememberedAnswer]] = OrderedDict()
+        # webhook-id -> (body digest, set when its first request ends).
+        self._running: dict[str, tuple[str, asyncio.Event]] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._answers) + len(self._running)
 
     async def first_answer(self, signed: SignedRequest) -> RememberedAnswer | None:
         """See :meth:`ReplayStore.first_answer`; a new id is claimed until :meth:`remember`.
 
         A request whose id is being carried out right now waits for that first answer.
         """
+        webhook_id = signed.webhook_id
         while True:
             self._expire()
-            entry = self._entries.get(signed.webhook_id)
-            if entry is None:
-                self._entries[signed.webhook_id] = _Entry(
-                    body_digest=signed.body_digest,
-                    expires_at=signed.timestamp + self.tolerance_seconds,
-                )
-                while len(self._entries) > self.capacity:
-                    self._entries.popitem(last=False)
+            known = self._answers.get(webhook_id)
+            running = self._running.get(webhook_id)
+            if known is not None:
+                _same_body(known[0], signed)
+                return known[2]
+            if running is None:
+                self._running[webhook_id] = (signed.body_digest, asyncio.Event())
                 return None
-            if not hmac.compare_digest(entry.body_digest, signed.body_digest):
-                raise Conflict(f"this {WEBHOOK_ID} was already used for a different body.")
-            if entry.answer is not None:
-                return entry.answer
+            _same_body(running[0], signed)
             # Carried out right now: wait, then take its answer or, if it was released
             # without one (a transient outcome), claim the id in turn.
-            await entry.done.wait()
+            await running[1].wait()
 
     async def remember(self, signed: SignedRequest, answer: RememberedAnswer | None) -> None:
         """Keep a final answer, or release the claim with ``None`` (a transient outcome)."""
-        entry = self._entries.get(signed.webhook_id)
-        if entry is None or entry.answer is not None:
-            return
-        if answer is None:
-            del self._entries[signed.webhook_id]
-        else:
-            entry.answer = answer
-        entry.done.set()
+        running = self._running.pop(signed.webhook_id, None)
+        if answer is not None:
+            expires_at = signed.timestamp + self.tolerance_seconds
+            self._answers[signed.webhook_id] = (signed.body_digest, expires_at, answer)
+            self._answers.move_to_end(signed.webhook_id)
+            while len(self._answers) > self.capacity:
+                self._answers.popitem(last=False)
+        if running is not None:
+            running[1].set()
 
     def _expire(self) -> None:
         now = self._clock()
-        while self._entries:
-            oldest = next(iter(self._entries.values()))
-            # Roughly insertion-ordered by timestamp; a stale head is enough to trim.
-            if oldest.expires_at >= now or not oldest.done.is_set():
-                break
-            self._entries.popitem(last=False)
+        # Kept in the order they were answered, which is close to timestamp order: trimming
+        # the stale head is enough, and the capacity bounds the rest.
+        while self._answers and next(iter(self._answers.values()))[1] < now:
+            self._answers.popitem(last=False)
+
+
+def _same_body(digest: str, signed: SignedRequest) -> None:
+    if not hmac.compare_digest(digest, signed.body_digest):
+        raise Conflict(f"this {WEBHOOK_ID} was already used for a different body.")
