@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 from typing import Any
 
 import pytest
@@ -358,3 +359,89 @@ class TestInputLimits:
 
 def req_raw(raw: str | bytes) -> CompletionRequest:
     return parse_request(raw if isinstance(raw, bytes) else raw.encode())
+
+
+def _reference_refuses(text: str) -> bool:
+    """The input rules written the slow, obvious way: a full walk of the parsed value."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate")
+        return dict(items)
+
+    def refuse(_: str) -> Any:
+        raise ValueError("constant")
+
+    try:
+        value = json.loads(text, object_pairs_hook=pairs, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return True
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in item):
+                return True
+        elif isinstance(item, float) and not math.isfinite(item):
+            return True
+        elif isinstance(item, int) and not isinstance(item, bool):
+            try:
+                float(item)
+            except OverflowError:
+                return True
+    return False
+
+
+json_atoms = st.sampled_from(
+    [
+        '"\\ud800"',
+        '"\\udc00x"',
+        '"\\ud83d\\ude00"',
+        '"\\\\ud800"',
+        '"\\\\\\ud800"',
+        '"a\\uD801"',
+        "9" * 308,
+        "9" * 309,
+        "-" + "9" * 400,
+        "1e308",
+        "1e309",
+        "-0.0",
+        "12345678901234567890",
+        '"' + "7" * 400 + '"',
+        "true",
+        "null",
+    ]
+)
+
+
+@st.composite
+def json_texts(draw: st.DrawFn) -> str:
+    def value(depth: int) -> str:
+        kind = draw(st.integers(0, 2 if depth < 3 else 0))
+        if kind == 0:
+            return draw(json_atoms)
+        if kind == 1:
+            return "[" + ",".join(value(depth + 1) for _ in range(draw(st.integers(0, 3)))) + "]"
+        keys = draw(st.lists(st.sampled_from(['"a"', '"b"', '"\\ud800"', '"\\u0061"']), max_size=3))
+        return "{" + ",".join(f"{k}:{value(depth + 1)}" for k in keys) + "}"
+
+    return value(0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_texts())
+def test_fast_input_checks_agree_with_a_full_walk(text: str):
+    from completer.models import parse_json
+
+    try:
+        parse_json(text)
+        refused = False
+    except InvalidRequest:
+        refused = True
+    assert refused == _reference_refuses(text), text
