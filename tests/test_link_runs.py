@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
+from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import RetryPolicy
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from completer.activity import approval_links, approval_links_async, lookup_run_id
 from completer.client import CompletionClient
@@ -119,3 +123,52 @@ def test_a_sealed_id_link_without_run_id_is_refused_when_opened():
     old = fernet.encrypt(json.dumps(body).encode()).decode()
     with pytest.raises(Unauthorized, match="one workflow run"):
         open_link(old, secret=SECRET, choice="approve")
+
+
+@activity.defn(name="make_links_by_ids")
+async def make_links_by_ids(use_async: bool) -> dict[str, str]:
+    """An activity that makes links naming itself by IDs (no run ID given)."""
+    info = activity.info()
+    common: dict[str, Any] = {
+        "secret": SECRET,
+        "workflow_id": info.workflow_id,
+        "activity_id": info.activity_id,
+    }
+    if use_async:
+        links = await approval_links_async(BASE, **common)
+    else:
+        links = approval_links(BASE, **common)
+    return {"approve": links.approve, "run_id": info.workflow_run_id or ""}
+
+
+@workflow.defn(sandboxed=False)
+class MakesLinks:
+    @workflow.run
+    async def run(self, use_async: bool) -> dict[str, str]:
+        result: dict[str, str] = await workflow.execute_activity(
+            make_links_by_ids,
+            use_async,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=1),
+        )
+        return result
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_links_made_inside_the_activity_seal_its_own_run(
+    temporal_client: Client, use_async: bool
+):
+    queue = f"links-{uuid.uuid4()}"
+    async with Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[MakesLinks],
+        activities=[make_links_by_ids],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        made = await temporal_client.execute_workflow(
+            MakesLinks.run, use_async, id=f"wf-{uuid.uuid4()}", task_queue=queue
+        )
+    opened = open_link(sealed(made["approve"]), secret=SECRET, choice="approve")
+    assert made["run_id"]
+    assert opened.request.run_id == made["run_id"]
