@@ -444,3 +444,23 @@ class TestReplayMemory:
             assert await first == (OK, False)
             assert await replay == (OK, True)
         assert runs == ["slow"]
+
+    async def test_two_partners_may_use_the_same_ids(self):
+        import hashlib
+
+        store = MemoryReplayStore(tolerance_seconds=300, clock=lambda: NOW)
+
+        def by(name: str, body: bytes) -> SignedRequest:
+            return SignedRequest(
+                webhook_id="msg_1",
+                timestamp=NOW,
+                key=SigningKey(name=name, key=b"k" * 24),
+                body_digest=hashlib.sha256(body).hexdigest(),
+            )
+
+        async def carry_out() -> RememberedAnswer:
+            return OK
+
+        assert (await answer_once(store, by("acme", b"{}"), carry_out))[1] is False
+        assert (await answer_once(store, by("beta", b"[]"), carry_out))[1] is False
+        assert (await answer_once(store, by("acme", b"{}"), carry_out))[1] is True

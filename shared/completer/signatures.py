@@ -122,7 +122,7 @@ class SignedRequest:
     """A request whose signature checked out.
 
     Attributes:
-        webhook_id: The sender's message id (the replay memory's key).
+        webhook_id: The sender's message id (with the secret, the replay memory's key).
         timestamp: The signed Unix time.
         key: The secret that matched (its scope applies to the request).
         body_digest: SHA-256 of the raw body, so a reused id with another body is told apart.
@@ -137,6 +137,15 @@ class SignedRequest:
     def scope(self) -> Scope:
         """The matching secret's scope."""
         return self.key.scope
+
+    @property
+    def replay_key(self) -> str:
+        """What replays are recognised by: the secret's label and the ``webhook-id``.
+
+        Two partners (two secret names) may use the same ids without meeting; secrets that
+        share a name (rotation) share their ids.
+        """
+        return f"{self.key.label} {self.webhook_id}"
 
 
 def parse_signing_secrets(value: str) -> tuple[tuple[str | None, bytes], ...]:
@@ -407,7 +416,7 @@ class ReplayStore(Protocol):
     """
 
     async def first_answer(self, signed: SignedRequest) -> RememberedAnswer | None:
-        """The answer already given to this ``webhook-id``, or None when it is new.
+        """The answer already given to ``signed.replay_key``, or None when it is new.
 
         Raises:
             Conflict: The id was already used for a different body.
@@ -415,7 +424,7 @@ class ReplayStore(Protocol):
         ...
 
     async def remember(self, signed: SignedRequest, answer: RememberedAnswer | None) -> None:
-        """Keep ``answer`` for ``signed.webhook_id`` until its signature expires.
+        """Keep ``answer`` for ``signed.replay_key`` until its signature expires.
 
         ``None`` releases the id without an answer (the outcome was transient, so the
         sender's retry must be carried out).
@@ -490,16 +499,16 @@ class MemoryReplayStore:
 
         A request whose id is being carried out right now waits for that first answer.
         """
-        webhook_id = signed.webhook_id
+        replay_key = signed.replay_key
         while True:
             self._expire()
-            known = self._answers.get(webhook_id)
-            running = self._running.get(webhook_id)
+            known = self._answers.get(replay_key)
+            running = self._running.get(replay_key)
             if known is not None:
                 _same_body(known[0], signed)
                 return known[2]
             if running is None:
-                self._running[webhook_id] = (signed.body_digest, asyncio.Event())
+                self._running[replay_key] = (signed.body_digest, asyncio.Event())
                 return None
             _same_body(running[0], signed)
             # Carried out right now: wait, then take its answer or, if it was released
@@ -508,11 +517,11 @@ class MemoryReplayStore:
 
     async def remember(self, signed: SignedRequest, answer: RememberedAnswer | None) -> None:
         """Keep a final answer, or release the claim with ``None`` (a transient outcome)."""
-        running = self._running.pop(signed.webhook_id, None)
+        running = self._running.pop(signed.replay_key, None)
         if answer is not None:
             expires_at = signed.timestamp + self.tolerance_seconds
-            self._answers[signed.webhook_id] = (signed.body_digest, expires_at, answer)
-            self._answers.move_to_end(signed.webhook_id)
+            self._answers[signed.replay_key] = (signed.body_digest, expires_at, answer)
+            self._answers.move_to_end(signed.replay_key)
             while len(self._answers) > self.capacity:
                 self._answers.popitem(last=False)
         if running is not None:
