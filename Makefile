@@ -34,10 +34,11 @@ demo: $(STAMP) ## Complete one workflow through each trigger end to end; exit 0 
 test: $(STAMP) ## Run the whole test suite (starts Temporal, emulators and moto itself)
 	$(PY) -m pytest
 
-lint: $(STAMP) $(CHECKOV_STAMP) ## ruff check, ruff format --check, mypy strict, terraform fmt -check, checkov
+lint: $(STAMP) $(CHECKOV_STAMP) ## ruff check, ruff format --check, mypy strict, bandit, terraform fmt -check, checkov
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/bandit -q -c pyproject.toml -r shared functions
 	$(PY) packaging/tf.py fmt-check
 	$(PY) packaging/tf.py checkov
 

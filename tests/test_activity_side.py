@@ -119,11 +119,13 @@ def test_approval_links_with_ids_and_custom_outcomes():
         secret=SECRET,
         workflow_id="wf",
         activity_id="a",
+        run_id="run-1",
         approve_result={"level": 2},
         reject_error={"message": "too expensive"},
     )
     reject = open_link(_query(links.reject)["link"], secret=SECRET)
     assert (reject.request.workflow_id, reject.request.activity_id) == ("wf", "a")
+    assert reject.request.run_id == "run-1"
     assert reject.request.error is not None
     assert reject.request.error.message == "too expensive"
     assert open_link(_query(links.approve)["link"], secret=SECRET).request.result == {"level": 2}

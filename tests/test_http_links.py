@@ -122,6 +122,7 @@ def reject_link(activity: WaitingActivity) -> str:
         choice="reject",
         workflow_id=activity.workflow_id,
         activity_id=activity.activity_id,
+        run_id=activity.run_id,
         error={"message": "rejected <by> ana", "type": "Rejected", "non_retryable": True},
     )
     SENSITIVE.add(sealed_of(url))

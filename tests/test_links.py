@@ -47,6 +47,7 @@ def test_reject_link_carries_an_error_and_ids_work():
         choice="reject",
         workflow_id="wf",
         activity_id="act",
+        run_id="run-1",
         error={"message": "rejected", "type": "Rejected"},
         now=NOW,
     )
@@ -55,6 +56,7 @@ def test_reject_link_carries_an_error_and_ids_work():
     assert opened.request.error is not None
     assert opened.request.error.type == "Rejected"
     assert (opened.request.workflow_id, opened.request.activity_id) == ("wf", "act")
+    assert opened.request.run_id == "run-1"
 
 
 def test_token_cannot_be_read_from_the_url():

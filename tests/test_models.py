@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 from typing import Any
 
 import pytest
@@ -245,3 +246,207 @@ def test_any_object_parses_or_invalid_request(obj: dict[str, Any]):
 def test_any_text_parses_or_invalid_request(text: str):
     with contextlib.suppress(InvalidRequest):
         parse_request(text)
+
+
+class TestInputLimits:
+    """Input rules of docs/security.md: bounded IDs, finite doubles, no duplicate keys or
+    lone surrogates, and messages that never quote unbounded input."""
+
+    @pytest.mark.parametrize("field", ["workflow_id", "activity_id", "run_id"])
+    def test_ids_at_most_1000_characters(self, field):
+        ids = {"workflow_id": "w", "activity_id": "a", "run_id": "r"}
+        assert req(**{**ids, field: "é" * 1000}) is not None
+        message = refused({**ids, field: "x" * 1001})
+        assert "at most 1000 characters" in message
+        assert "x" * 50 not in message
+
+    def test_ids_limit_holds_for_mappings_too(self):
+        with pytest.raises(InvalidRequest):
+            CompletionRequest.build({"workflow_id": "w" * 1001, "activity_id": "a"})
+
+    @pytest.mark.parametrize(
+        "number",
+        ["9" * 400, "-" + "9" * 400, "1" + "0" * 309, "1e400", "-1e400", "1" + "0" * 5000],
+    )
+    def test_numbers_must_fit_a_finite_double(self, number):
+        message = refused(f'{{"workflow_id":"w","activity_id":"a","result":{number}}}')
+        assert "finite double" in message or "limit" in message
+        assert len(message) < 200
+
+    @pytest.mark.parametrize(
+        "number", [str(2**53 + 1), str(2**64), "9" * 308, "1" + "0" * 308, "1e-400", "-0"]
+    )
+    def test_big_integers_that_fit_a_double_are_kept_exact(self, number):
+        r = req_raw(f'{{"workflow_id":"w","activity_id":"a","result":{number}}}')
+        assert r.result == json.loads(number)
+
+    def test_long_digit_runs_inside_strings_are_fine(self):
+        r = req_raw('{"workflow_id":"w","activity_id":"a","result":["' + "7" * 400 + '", 1]}')
+        assert r.result == ["7" * 400, 1]
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            '{"workflow_id":"w","workflow_id":"x","activity_id":"a"}',
+            '{"workflow_id":"w","activity_id":"a","result":{"k":1,"k":1}}',
+            '{"workflow_id":"w","activity_id":"a","result":[[{"deep":{"a":1,"b":2,"a":3}}]]}',
+            '{"workflowId":"w","workflowId":"x","activityId":"a"}',
+        ],
+    )
+    def test_duplicate_keys_anywhere_are_refused(self, raw):
+        assert "twice in one object" in refused(raw.encode())
+
+    def test_duplicate_key_message_is_bounded(self):
+        key = "k" * 100_000
+        message = refused(f'{{"{key}":1,"{key}":2}}'.encode())
+        assert len(message) < 200
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            '{"workflow_id":"w","activity_id":"a","result":"\\ud800"}',
+            '{"workflow_id":"w","activity_id":"a","result":"\\uDFFF tail"}',
+            '{"workflow_id":"w","activity_id":"a","result":{"\\ud83d":1}}',
+            '{"workflow_id":"w","activity_id":"a","result":["\\ude00\\ud83d"]}',
+            '{"workflow_id":"w\\ud800","activity_id":"a"}',
+            '{"workflow_id":"w","activity_id":"a","error":{"message":"\\udbff"}}',
+        ],
+    )
+    def test_lone_surrogate_escapes_are_refused(self, raw):
+        assert "surrogate" in refused(raw.encode())
+
+    def test_raw_lone_surrogate_in_text_is_refused(self):
+        assert "surrogate" in refused('{"workflow_id":"w","activity_id":"a","result":"\ud800"}')
+
+    def test_encoded_surrogate_bytes_are_not_utf8(self):
+        raw = b'{"workflow_id":"w","activity_id":"a","result":"\xed\xa0\x80"}'
+        assert "not UTF-8" in refused(raw)
+
+    @pytest.mark.parametrize(
+        "text", ["\\ud83d\\ude00", "\\\\ud800", "\\\\\\\\ud800", "\\u00e9", "\\uD83D\\uDE00"]
+    )
+    def test_pairs_and_escaped_backslashes_are_fine(self, text):
+        r = req_raw(f'{{"workflow_id":"w","activity_id":"a","result":"{text}"}}')
+        assert r.result == json.loads(f'"{text}"')
+
+    def test_unknown_fields_are_named_briefly_and_few(self):
+        fields = {f"{i}" + "f" * 10_000: 1 for i in range(50)}
+        message = refused({"workflow_id": "w", "activity_id": "a", **fields})
+        assert len(message) < 500
+        assert "and 45 more" in message
+
+    def test_two_mib_body_parses_about_as_fast_as_before_the_input_rules(self):
+        import time
+
+        from completer.models import _depth_ok, parse_json
+
+        items = [{"id": i, "name": f"item-{i}", "tags": ["a", "b"]} for i in range(45_000)]
+        raw = json.dumps({"workflow_id": "w", "activity_id": "a", "result": items}).encode()
+        assert len(raw) > 2 * 1024 * 1024
+
+        def best(parse: Any) -> float:
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                parse(raw)
+                times.append(time.perf_counter() - started)
+            return min(times)
+
+        def before(data: bytes) -> None:  # the depth check and plain json.loads
+            text = data.decode()
+            _depth_ok(text)
+            json.loads(text)
+
+        # The rules run in C (translate, substring search, one hook per object): measured
+        # 1.1x the parse before them; a per-character Python pass would be 10x and more.
+        assert best(parse_json) < 2 * best(before) + 0.05
+
+
+def req_raw(raw: str | bytes) -> CompletionRequest:
+    return parse_request(raw if isinstance(raw, bytes) else raw.encode())
+
+
+def _reference_refuses(text: str) -> bool:
+    """The input rules written the slow, obvious way: a full walk of the parsed value."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate")
+        return dict(items)
+
+    def refuse(_: str) -> Any:
+        raise ValueError("constant")
+
+    try:
+        value = json.loads(text, object_pairs_hook=pairs, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return True
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in item):
+                return True
+        elif isinstance(item, float) and not math.isfinite(item):
+            return True
+        elif isinstance(item, int) and not isinstance(item, bool):
+            try:
+                float(item)
+            except OverflowError:
+                return True
+    return False
+
+
+json_atoms = st.sampled_from(
+    [
+        '"\\ud800"',
+        '"\\udc00x"',
+        '"\\ud83d\\ude00"',
+        '"\\\\ud800"',
+        '"\\\\\\ud800"',
+        '"a\\uD801"',
+        "9" * 308,
+        "9" * 309,
+        "-" + "9" * 400,
+        "1e308",
+        "1e309",
+        "-0.0",
+        "12345678901234567890",
+        '"' + "7" * 400 + '"',
+        "true",
+        "null",
+    ]
+)
+
+
+@st.composite
+def json_texts(draw: st.DrawFn) -> str:
+    def value(depth: int) -> str:
+        kind = draw(st.integers(0, 2 if depth < 3 else 0))
+        if kind == 0:
+            return draw(json_atoms)
+        if kind == 1:
+            return "[" + ",".join(value(depth + 1) for _ in range(draw(st.integers(0, 3)))) + "]"
+        keys = draw(st.lists(st.sampled_from(['"a"', '"b"', '"\\ud800"', '"\\u0061"']), max_size=3))
+        return "{" + ",".join(f"{k}:{value(depth + 1)}" for k in keys) + "}"
+
+    return value(0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_texts())
+def test_fast_input_checks_agree_with_a_full_walk(text: str):
+    from completer.models import parse_json
+
+    try:
+        parse_json(text)
+        refused = False
+    except InvalidRequest:
+        refused = True
+    assert refused == _reference_refuses(text), text

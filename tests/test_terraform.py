@@ -55,11 +55,12 @@ LIBRARY_SETTINGS = {
 KNOWN_SETTINGS = set(_ENV_NAMES.values()) | LIBRARY_SETTINGS
 SECRET_ARN_SUFFIX = "_SECRET_ARN"  # completer.secrets' variable-name suffix
 
-# Where each function resource's code lives and which name its platform calls.
+# Where each module's function resources' code lives (functions/<directory>).
 FUNCTION_RESOURCES = {
-    ("google_cloudfunctions2_function", "http"): "http",
-    ("google_cloudfunctions2_function", "pubsub"): "pubsub",
-    ("aws_lambda_function", "this"): "s3",
+    ("gcp-functions", "google_cloudfunctions2_function", "http"): "http",
+    ("gcp-functions", "google_cloudfunctions2_function", "pubsub"): "pubsub",
+    ("aws-s3-lambda", "aws_lambda_function", "this"): "s3",
+    ("aws-http-lambda", "aws_lambda_function", "this"): "http_lambda",
 }
 # IAM actions without resource-level permissions for callback task tokens: AWS accepts only
 # "*" for them (scoped per deployment by var.state_machine_task_resources).
@@ -116,18 +117,18 @@ def names_in(expression: object, local_values: dict[str, Any], seen: set[str]) -
     return found
 
 
-def function_environment(module: Path) -> dict[tuple[str, str], set[str]]:
+def function_environment(module: Path) -> dict[tuple[str, str, str], set[str]]:
     """Environment variable names each function resource of a module sets literally."""
     local_values = merged(module, "locals")
     result = {}
     for type_, name, body in blocks(module, "resource"):
-        if (type_, name) not in FUNCTION_RESOURCES:
+        if (module.name, type_, name) not in FUNCTION_RESOURCES:
             continue
         if type_ == "aws_lambda_function":
             expression = body["environment"][0]["variables"]
         else:
             expression = body["service_config"][0]["environment_variables"]
-        result[(type_, name)] = names_in(expression, local_values, set())
+        result[(module.name, type_, name)] = names_in(expression, local_values, set())
     return result
 
 
@@ -170,7 +171,7 @@ def test_terraform_fmt_check_passes():
 
 
 def test_every_tf_file_parses():
-    assert len(TF_FILES) == 16  # 4 files in each of 2 modules and 2 examples
+    assert len(TF_FILES) == 21  # 4 files in each of 3 modules and 2 examples, + approval.tf
     for path in TF_FILES:
         assert isinstance(load(path), dict), path
 
@@ -188,7 +189,7 @@ def test_modules_and_examples_have_the_standard_files():
             "terraform.tfvars.example",
         ):
             assert (example / name).is_file(), f"example {example.name} lacks {name}"
-    assert set(MODULES) == {"gcp-functions", "aws-s3-lambda"}
+    assert set(MODULES) == {"gcp-functions", "aws-s3-lambda", "aws-http-lambda"}
     assert set(EXAMPLES) == {"gcp", "aws"}
 
 
@@ -233,9 +234,16 @@ def test_function_environment_only_sets_known_settings():
             assert names, f"{resource} sets no environment: the parser missed it"
             assert not unknown_settings(names), f"{resource} sets unknown {unknown_settings(names)}"
             seen[resource] = names
-    assert "COMPLETER_DEAD_LETTER_TOPIC" in seen[("google_cloudfunctions2_function", "pubsub")]
-    assert "COMPLETER_BACKEND" in seen[("aws_lambda_function", "this")]
-    assert "<NAME>_SECRET_ARN" in seen[("aws_lambda_function", "this")]
+    gcp_pubsub = ("gcp-functions", "google_cloudfunctions2_function", "pubsub")
+    assert "COMPLETER_DEAD_LETTER_TOPIC" in seen[gcp_pubsub]
+    for lambda_module in ("aws-s3-lambda", "aws-http-lambda"):
+        assert "COMPLETER_BACKEND" in seen[(lambda_module, "aws_lambda_function", "this")]
+        assert "<NAME>_SECRET_ARN" in seen[(lambda_module, "aws_lambda_function", "this")]
+    assert "COMPLETER_ALLOW_UNSIGNED" in seen[("aws-http-lambda", "aws_lambda_function", "this")]
+    assert (
+        "COMPLETER_ALLOW_UNSIGNED"
+        in seen[("gcp-functions", "google_cloudfunctions2_function", "http")]
+    )
 
 
 @pytest.mark.parametrize("example", EXAMPLES.values(), ids=lambda p: p.name)
@@ -264,24 +272,44 @@ def test_secret_environment_variables_come_from_secret_manager():
         assert "secret" not in env.lower()
 
 
-def test_entry_points_exist_in_functions():
+def function_resources() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(module, functions/ directory, body) of every function resource."""
     for module in MODULES.values():
         for type_, name, body in blocks(module, "resource"):
-            if (type_, name) not in FUNCTION_RESOURCES:
-                continue
-            directory = FUNCTION_RESOURCES[(type_, name)]
-            if type_ == "aws_lambda_function":
-                file_name, _, target = body["handler"].partition(".")
-            else:
-                file_name, target = "main", body["build_config"][0]["entry_point"]
-            source = ROOT / "functions" / directory / f"{file_name}.py"
-            assert source.is_file(), f"{type_}.{name} deploys {source}, which does not exist yet"
-            defined = {
-                node.name
-                for node in ast.parse(source.read_text()).body
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-            }
-            assert target in defined, f"{source} has no top-level function {target!r}"
+            if (module.name, type_, name) in FUNCTION_RESOURCES:
+                yield module.name, FUNCTION_RESOURCES[(module.name, type_, name)], body
+
+
+@pytest.mark.parametrize(
+    "directory",
+    [
+        pytest.param(
+            d,
+            marks=pytest.mark.xfail(
+                d == "http_lambda",
+                reason="functions/http_lambda/main.py lands with the Lambda HTTP handler",
+                strict=True,
+            ),
+        )
+        for d in sorted(set(FUNCTION_RESOURCES.values()))
+    ],
+)
+def test_entry_points_exist_in_functions(directory: str):
+    deployed = [(m, body) for m, d, body in function_resources() if d == directory]
+    assert deployed
+    for module, body in deployed:
+        if "handler" in body:
+            file_name, _, target = body["handler"].partition(".")
+        else:
+            file_name, target = "main", body["build_config"][0]["entry_point"]
+        source = ROOT / "functions" / directory / f"{file_name}.py"
+        assert source.is_file(), f"{module} deploys {source}, which does not exist yet"
+        defined = {
+            node.name
+            for node in ast.parse(source.read_text()).body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        assert target in defined, f"{source} has no top-level function {target!r}"
 
 
 def test_pubsub_trigger_retries_and_dead_letters():
@@ -310,14 +338,24 @@ def test_sqs_delivery_reports_batch_item_failures():
 # --- IAM hygiene -------------------------------------------------------------------------
 
 
-def test_no_iam_member_is_public():
+def test_public_members_only_in_guarded_public_mode():
+    public = []
     for directory in [*MODULES.values(), *EXAMPLES.values()]:
         for type_, name, body in blocks(directory, "resource"):
             if "_iam_" not in type_:
                 continue
             members = body.get("members", [body.get("member", "")])
-            for member in members:
-                assert not any(p in str(member) for p in PUBLIC_MEMBERS), f"{type_}.{name}"
+            if any(p in str(member) for member in members for p in PUBLIC_MEMBERS):
+                public.append((directory.name, type_, name, body))
+    # The one public grant: GCP's public mode, created only with http_public and guarded.
+    assert [(d, t, n) for d, t, n, _ in public] == [
+        ("gcp-functions", "google_cloud_run_service_iam_member", "http_public")
+    ]
+    body = public[0][3]
+    assert body["member"] == "allUsers"
+    assert "var.http_public" in body["count"]
+    conditions = str(body["lifecycle"][0]["precondition"])
+    assert "local.http_guards" in conditions
     for example in EXAMPLES.values():
         text = (example / "terraform.tfvars.example").read_text()
         assert not any(p in text for p in PUBLIC_MEMBERS)
@@ -423,3 +461,154 @@ def test_checkov_finds_no_failed_check():
     assert summary, result.stdout[-2000:]
     assert int(summary.group(1)) > 40
     assert summary.group(2) == "0"
+
+
+# --- public exposure (docs/security.md): only with signing secrets or the link secret --------
+
+
+def resources_of(module: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(t, n): b for t, n, b in blocks(MODULES[module], "resource")}
+
+
+def preconditions(body: dict[str, Any]) -> list[str]:
+    return [p["condition"] for p in body["lifecycle"][0]["precondition"]]
+
+
+def evaluate(module: str, conditions: list[str], cases: list[dict[str, Any]], tmp: Path) -> Any:
+    """The conditions' values for each case, computed by a real Terraform (no provider needed).
+
+    Each condition's ``local.x`` is inlined from the module and ``var.x`` read from the case.
+    """
+    local_values = merged(MODULES[module], "locals")
+
+    def inline(expression: str) -> str:
+        expression = expression.removeprefix("${").removesuffix("}")
+        for _ in range(3):
+            expression = re.sub(
+                r"local\.(\w+)", lambda m: f"({inline(local_values[m.group(1)])})", expression
+            )
+        return re.sub(r"\bvar\.", "c.", expression)
+
+    rows = ", ".join(inline(c) for c in conditions)
+    (tmp / "main.tf").write_text(
+        f'locals {{\n  cases = jsondecode(file("${{path.module}}/cases.json"))\n}}\n'
+        f'output "results" {{\n  value = [for c in local.cases : [{rows}]]\n}}\n'
+    )
+    (tmp / "cases.json").write_text(__import__("json").dumps(cases))
+    script = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
+        "from tf import terraform\n"
+        "d = Path(sys.argv[2])\n"
+        "assert terraform(['init', '-input=false', '-no-color'], cwd=d) == 0\n"
+        "assert terraform(['apply', '-auto-approve', '-input=false', '-no-color'], cwd=d) == 0\n"
+        "assert terraform(['output', '-json', 'results'], cwd=d) == 0\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT / "packaging"), str(tmp)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    output = done.stdout[done.stdout.rindex("\n[") :]
+    return __import__("json").loads(output)
+
+
+def test_gcp_http_function_is_private_by_default():
+    variables = merged(MODULES["gcp-functions"], "variable")
+    assert variables["http_public"]["default"] is False
+    locals_ = merged(MODULES["gcp-functions"], "locals")
+    assert locals_["http_ingress"] == '${var.http_public ? "ALLOW_ALL" : var.http_ingress_settings}'
+    function = resources_of("gcp-functions")[("google_cloudfunctions2_function", "http")]
+    assert function["service_config"][0]["ingress_settings"] == "${local.http_ingress}"
+    assert function["service_config"][0]["environment_variables"] == "${local.http_environment}"
+
+
+def test_gcp_public_mode_needs_a_guard(tmp_path: Path):
+    resources = resources_of("gcp-functions")
+    conditions = [
+        *preconditions(resources[("google_cloudfunctions2_function", "http")]),
+        *preconditions(resources[("google_cloud_run_service_iam_member", "http_public")]),
+    ]
+    secret = {"secret": "s", "version": "latest"}
+    cases = [
+        {"http_public": False, "http_secrets": {}, "environment_variables": {}},
+        {"http_public": True, "http_secrets": {}, "environment_variables": {}},
+        {"http_public": True, "http_secrets": {"TEMPORAL_API_KEY": secret},
+         "environment_variables": {}},
+        {"http_public": True, "http_secrets": {"COMPLETER_LINK_SECRET": secret},
+         "environment_variables": {}},
+        {"http_public": True, "http_secrets": {"COMPLETER_SIGNING_SECRETS": secret},
+         "environment_variables": {"COMPLETER_ALLOW_UNSIGNED": "True"}},
+    ]  # fmt: skip
+    results = evaluate("gcp-functions", conditions, cases, tmp_path)
+    # [function: guarded, function: not unsigned, public member: guarded]
+    assert results == [
+        [True, True, False],  # private: the public member is not created (count 0)
+        [False, True, False],
+        [False, True, False],
+        [True, True, True],
+        [True, False, True],
+    ]
+
+
+def test_aws_http_function_url_is_iam_unless_public(tmp_path: Path):
+    variables = merged(MODULES["aws-http-lambda"], "variable")
+    assert variables["public"]["default"] is False
+    assert "*" in str(variables["invoker_principals"]["validation"])
+    resources = resources_of("aws-http-lambda")
+    url = resources[("aws_lambda_function_url", "this")]
+    assert url["authorization_type"] == '${var.public ? "NONE" : "AWS_IAM"}'
+    for name in ("public_url", "public_invoke"):
+        assert "var.public" in resources[("aws_lambda_permission", name)]["count"]
+    # The second public grant works only through the URL, never the Invoke API.
+    assert resources[("aws_lambda_permission", "public_invoke")]["invoked_via_function_url"]
+    assert resources[("aws_lambda_permission", "public_url")]["function_url_auth_type"] == "NONE"
+    versions = load(MODULES["aws-http-lambda"] / "versions.tf")["terraform"][0]
+    assert ">= 6.29.0" in versions["required_providers"][0]["aws"]["version"]
+
+    cases = [
+        {"public": False, "secret_arns": {}, "environment_variables": {}},
+        {"public": True, "secret_arns": {}, "environment_variables": {}},
+        {"public": True, "secret_arns": {"TEMPORAL_API_KEY": "arn:t"},
+         "environment_variables": {}},
+        {"public": True, "secret_arns": {"COMPLETER_SIGNING_SECRETS": "arn:s"},
+         "environment_variables": {}},
+        {"public": True, "secret_arns": {"COMPLETER_LINK_SECRET": "arn:l"},
+         "environment_variables": {"COMPLETER_ALLOW_UNSIGNED": "true"}},
+    ]  # fmt: skip
+    results = evaluate("aws-http-lambda", preconditions(url), cases, tmp_path)
+    assert results == [[True, True], [False, True], [False, True], [True, True], [True, False]]
+
+
+def test_aws_example_wires_a_step_functions_approval_flow():
+    example = EXAMPLES["aws"]
+    modules = {n: b for e in load(example / "main.tf").get("module", []) for n, b in e.items()}
+    modules |= {n: b for e in load(example / "approval.tf").get("module", []) for n, b in e.items()}
+    http = modules["http"]
+    assert http["source"] == "../../modules/aws-http-lambda"
+    assert http["package_path"].endswith("dist/http-lambda.zip")
+    assert http["public"] is True
+    assert http["backend"] == "stepfunctions"
+    assert "COMPLETER_LINK_SECRET" in http["secret_arns"]
+    resources = {(t, n): b for t, n, b in blocks(example, "resource")}
+    machine = resources[("aws_sfn_state_machine", "approval")]
+    definition = machine["definition"]
+    assert "arn:aws:states:::lambda:invoke.waitForTaskToken" in definition
+    assert "$$.Task.Token" in definition
+    notifier = resources[("aws_lambda_function", "notifier")]
+    module_name, _, function = notifier["handler"].rpartition(".")
+    assert (module_name, function) == ("completer.activity", "stepfunctions_approval_handler")
+    import completer.activity
+
+    assert callable(getattr(completer.activity, function))
+    environment = notifier["environment"][0]["variables"]
+    assert environment["APPROVAL_FUNCTION_URL"] == "${module.http.function_url}"
+    assert set(environment) == {
+        "APPROVAL_FUNCTION_URL",
+        "APPROVAL_TOPIC_ARN",
+        "COMPLETER_LINK_SECRET_SECRET_ARN",
+    }
+    outputs = {n for e in load(example / "outputs.tf")["output"] for n in e}
+    assert {"http_function_url", "approval_state_machine_arn"} <= outputs

@@ -4,7 +4,8 @@ An activity that is completed from outside returns "pending" and gives someone t
 to complete it. These helpers build that means for each trigger, with the same names the
 triggers read:
 
-- :func:`approval_links`: signed, expiring approve/reject links for the HTTP function;
+- :func:`approval_links` / :func:`approval_links_async`: signed, expiring approve/reject
+  links for the HTTP function (a link by IDs seals the run ID, looked up when not given);
 - :func:`presigned_upload`: a presigned S3 PUT URL that only accepts uploads carrying the
   task token, for the S3 function;
 - :func:`pubsub_attributes`: message attributes for the Pub/Sub function's attribute form;
@@ -29,12 +30,15 @@ from completer.tokens import decode_token, encode_token
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from temporalio.client import Client as TemporalClient
 
 __all__ = [
     "DEFAULT_REJECT_ERROR",
     "ApprovalLinks",
     "PresignedUpload",
     "approval_links",
+    "approval_links_async",
+    "lookup_run_id",
     "presigned_upload",
     "pubsub_attributes",
     "s3_metadata",
@@ -131,7 +135,8 @@ def _action(action: Action | str | None) -> Action | None:
         return Action(action)
     except ValueError:
         choices = ", ".join(a.value for a in Action)
-        raise InvalidRequest(f"action must be one of {choices} (got {action!r}).") from None
+        shown = str(action)[:40]
+        raise InvalidRequest(f"action must be one of {choices} (got {shown!r}).") from None
 
 
 def pubsub_attributes(
@@ -359,7 +364,10 @@ def approval_links(
     """Signed, expiring approve/reject links to the HTTP function (see :mod:`completer.links`).
 
     A GET of either link shows a confirmation page; only its POST completes, so mail
-    scanners that prefetch links complete nothing.
+    scanners that prefetch links complete nothing. Links that name the activity by IDs
+    seal its run ID, so they never complete a later run that reuses the workflow ID:
+    give ``run_id``, or call this inside the Temporal activity the IDs name (its run is
+    taken), or use :func:`approval_links_async`, which asks the engine for it.
 
     Args:
         base_url: The HTTP function's URL.
@@ -379,13 +387,139 @@ def approval_links(
         Both URLs and their expiry.
 
     Raises:
-        InvalidRequest: The activity is not named exactly one way, or the preset result
-            or error is not valid.
+        InvalidRequest: The activity is not named exactly one way, IDs come without a run
+            ID that can be known here, or the preset result or error is not valid.
         ValueError: The secret is shorter than 32 characters.
     """
+    target = _target(task_token, workflow_id, activity_id, run_id)
+    if target.workflow_id is not None and target.run_id is None:
+        known = _own_run_id(target.workflow_id)
+        if known is None:
+            raise InvalidRequest(
+                "a link by IDs seals the workflow's run ID: give run_id, or use "
+                "approval_links_async(), which looks it up."
+            )
+        target = _Target(
+            workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=known
+        )
+    return _links(
+        base_url,
+        secret=secret,
+        fields=target.fields(),
+        approve_result=approve_result,
+        reject_error=reject_error,
+        ttl_seconds=ttl_seconds,
+        now=now,
+    )
+
+
+async def approval_links_async(
+    base_url: str,
+    *,
+    secret: str,
+    task_token: str | None = None,
+    workflow_id: str | None = None,
+    activity_id: str | None = None,
+    run_id: str | None = None,
+    approve_result: Any = None,
+    reject_error: dict[str, Any] | None = None,
+    ttl_seconds: int | None = None,
+    client: TemporalClient | None = None,
+    now: float | None = None,
+) -> ApprovalLinks:
+    """:func:`approval_links`, looking up the current run ID of a workflow named by IDs.
+
+    Args:
+        base_url: See :func:`approval_links`; so are the other arguments except ``client``.
+        secret: See :func:`approval_links`.
+        task_token: See :func:`approval_links`.
+        workflow_id: See :func:`approval_links`.
+        activity_id: See :func:`approval_links`.
+        run_id: See :func:`approval_links`; when absent with IDs, it is looked up.
+        approve_result: See :func:`approval_links`.
+        reject_error: See :func:`approval_links`.
+        ttl_seconds: See :func:`approval_links`.
+        client: The Temporal client to describe the workflow with; inside a Temporal
+            activity, the worker's client by default.
+        now: The current time (for tests).
+
+    Raises:
+        InvalidRequest: As :func:`approval_links`, or no client to look the run ID up with.
+        ActivityNotFound: No workflow has that ID.
+    """
+    target = _target(task_token, workflow_id, activity_id, run_id)
+    if target.workflow_id is not None and target.run_id is None:
+        found = _own_run_id(target.workflow_id)
+        if found is None:
+            found = await lookup_run_id(target.workflow_id, client=client)
+        target = _Target(
+            workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=found
+        )
+    return _links(
+        base_url,
+        secret=secret,
+        fields=target.fields(),
+        approve_result=approve_result,
+        reject_error=reject_error,
+        ttl_seconds=ttl_seconds,
+        now=now,
+    )
+
+
+async def lookup_run_id(workflow_id: str, *, client: TemporalClient | None = None) -> str:
+    """The run ID of the latest run of a Temporal workflow (describes the workflow).
+
+    Args:
+        workflow_id: The workflow ID.
+        client: A connected Temporal client; inside a Temporal activity, the worker's
+            client by default.
+
+    Raises:
+        InvalidRequest: No client was given outside a Temporal activity.
+        ActivityNotFound: No workflow has that ID.
+    """
+    from temporalio import activity
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from completer.errors import ActivityNotFound
+
+    if client is None:
+        if not activity.in_activity():
+            raise InvalidRequest("give a Temporal client to look the workflow's run ID up with.")
+        client = activity.client()
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise ActivityNotFound("no workflow has this workflow ID.") from exc
+        raise
+    return description.run_id
+
+
+def _own_run_id(workflow_id: str) -> str | None:
+    # Inside the Temporal activity of this very workflow, its run is known without a call.
+    try:
+        from temporalio import activity
+    except ImportError:
+        return None
+    if not activity.in_activity():
+        return None
+    info = activity.info()
+    return info.workflow_run_id if info.workflow_id == workflow_id else None
+
+
+def _links(
+    base_url: str,
+    *,
+    secret: str,
+    fields: dict[str, str],
+    approve_result: Any,
+    reject_error: dict[str, Any] | None,
+    ttl_seconds: int | None,
+    now: float | None,
+) -> ApprovalLinks:
     from completer.links import DEFAULT_LINK_TTL_SECONDS, create_link
 
-    fields = _target(task_token, workflow_id, activity_id, run_id).fields()
     ttl = DEFAULT_LINK_TTL_SECONDS if ttl_seconds is None else ttl_seconds
     issued = time.time() if now is None else now
     common: dict[str, Any] = {"secret": secret, "ttl_seconds": ttl, "now": issued, **fields}
@@ -402,3 +536,71 @@ def approval_links(
         **common,
     )
     return ApprovalLinks(approve=approve, reject=reject, expires_at=int(issued) + ttl)
+
+
+# The Step Functions approval notifier's own settings (it is not the HTTP function).
+APPROVAL_FUNCTION_URL = "APPROVAL_FUNCTION_URL"
+APPROVAL_TOPIC_ARN = "APPROVAL_TOPIC_ARN"
+_SNS_SUBJECT_MAX = 100  # SNS Publish: Subject is at most 100 printable ASCII characters
+
+
+def stepfunctions_approval_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda handler for a Step Functions task that waits for a person's approval.
+
+    The state machine calls it with ``arn:aws:states:::lambda:invoke.waitForTaskToken`` and
+    ``{"task_token.$": "$$.Task.Token", "subject": …, "description": …}``; it makes approve
+    and reject links to the HTTP function (``APPROVAL_FUNCTION_URL``, signed with
+    ``COMPLETER_LINK_SECRET``) and publishes them to the SNS topic ``APPROVAL_TOPIC_ARN``
+    (e.g. e-mail subscribers). The click completes the task; the token is never sent.
+
+    Args:
+        event: ``task_token`` (required), ``subject``, ``description``, ``ttl_seconds``,
+            ``approve_result``.
+        context: The Lambda context (unused).
+
+    Returns:
+        ``{"expires_at": <unix time>}``; Step Functions waits for the link instead.
+
+    Raises:
+        ConfigurationError: A setting is missing or wrong (the Lambda fails; Step Functions
+            retries the task per its Retry policy).
+        InvalidRequest: The event carries no usable task token.
+    """
+    import os
+
+    import boto3
+
+    from completer.errors import ConfigurationError
+    from completer.secrets import load_secret_environment
+    from completer.settings import load_settings
+
+    load_secret_environment()
+    secret = load_settings().link_secret
+    url, topic = os.environ.get(APPROVAL_FUNCTION_URL), os.environ.get(APPROVAL_TOPIC_ARN)
+    if secret is None or not url or not topic:
+        raise ConfigurationError(
+            f"the approval notifier needs COMPLETER_LINK_SECRET, {APPROVAL_FUNCTION_URL} "
+            f"and {APPROVAL_TOPIC_ARN}."
+        )
+    token = event.get("task_token")
+    if not isinstance(token, str) or not token:
+        raise InvalidRequest('the event has no task_token: pass "task_token.$": "$$.Task.Token".')
+    ttl = int(event.get("ttl_seconds") or 3 * 24 * 3600)
+    links = approval_links(
+        url,
+        secret=secret.get_secret_value(),
+        task_token=token,
+        approve_result=event.get("approve_result"),
+        ttl_seconds=ttl,
+    )
+    subject = str(event.get("subject") or "Approval needed")
+    description = str(event.get("description") or "")
+    message = (
+        f"{description}\n\nApprove: {links.approve}\n\nReject: {links.reject}\n\n"
+        f"The links expire in {ttl // 3600} hours; each asks for confirmation before it acts."
+    )
+    ascii_subject = subject.encode("ascii", "replace").decode("ascii")
+    boto3.client("sns").publish(
+        TopicArn=topic, Subject=ascii_subject[:_SNS_SUBJECT_MAX], Message=message.strip()
+    )
+    return {"expires_at": links.expires_at}

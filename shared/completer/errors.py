@@ -8,6 +8,7 @@ function, and for queue and upload triggers whether the event is redelivered
     ├── PermanentError                  acknowledge, dead-letter, never retry
     │   ├── InvalidRequest              invalid_request          400
     │   ├── PayloadTooLarge             payload_too_large        413
+    │   ├── Forbidden                   forbidden                403
     │   ├── ActivityNotFound            activity_not_found       404
     │   └── Conflict                    conflict                 409
     ├── TransientError                  raise, so the platform redelivers
@@ -33,6 +34,7 @@ __all__ = [
     "Conflict",
     "EngineTimeout",
     "EngineUnavailable",
+    "Forbidden",
     "InternalError",
     "InvalidRequest",
     "MethodNotAllowed",
@@ -90,6 +92,13 @@ class RequestRejected(CompleterError):
 class InvalidRequest(PermanentError):
     code = "invalid_request"
     http_status = 400
+
+
+class Forbidden(PermanentError):
+    """Signed, but the signing secret's scope does not cover this activity or action."""
+
+    code = "forbidden"
+    http_status = 403
 
 
 class PayloadTooLarge(PermanentError):
@@ -159,6 +168,7 @@ _BY_CODE: dict[str, type[CompleterError]] = {
     cls.code: cls
     for cls in (
         InvalidRequest,
+        Forbidden,
         PayloadTooLarge,
         ActivityNotFound,
         Conflict,

@@ -11,7 +11,9 @@ from the link secret. It holds the task token (or IDs), the action with its pres
 result or error, the choice label and the expiry, so a forwarded or logged link reveals
 nothing but a link that expires. The visible ``choice`` must match the sealed one.
 A link completes at most once: after its first use the activity is no longer waiting
-and the engine answers ``activity_not_found``.
+and the engine answers ``activity_not_found``. A link that names the activity by IDs
+seals its ``run_id`` too (it is required here; :mod:`completer.activity` looks it up), so
+it can never complete a later run that reuses the workflow ID.
 """
 
 from __future__ import annotations
@@ -78,9 +80,10 @@ def create_link(
         secret: ``COMPLETER_LINK_SECRET`` of that function (at least 32 characters).
         choice: A short label shown to the person and in the URL, e.g. ``"approve"``.
         task_token: The activity's token (base64 for Temporal/Cadence), or give the IDs.
-        workflow_id: With ``activity_id`` (+ ``run_id``), instead of a token.
+        workflow_id: With ``activity_id`` and ``run_id``, instead of a token.
         activity_id: See ``workflow_id``.
-        run_id: See ``workflow_id``.
+        run_id: The run the link may complete; required with IDs (see
+            :func:`completer.activity.lookup_run_id`).
         result: The result the link completes with.
         error: An error object (``{"message": ..., "type": ...}``): the link fails the
             activity instead.
@@ -91,8 +94,14 @@ def create_link(
         The URL to send.
 
     Raises:
-        InvalidRequest: The preset completion is not a valid request.
+        InvalidRequest: The preset completion is not a valid request, or it names the
+            activity by IDs without ``run_id``.
     """
+    if workflow_id is not None and not run_id:
+        raise InvalidRequest(
+            "a link that names the activity by IDs must seal its run_id, so that it cannot "
+            "complete a later run with the same workflow ID: give run_id."
+        )
     fields: dict[str, Any] = {
         "task_token": task_token,
         "workflow_id": workflow_id,
@@ -121,8 +130,9 @@ def open_link(
     """Verify and open a link's sealed part.
 
     Raises:
-        Unauthorized: The link was tampered with, made with another secret, expired, or
-            its visible choice does not match the sealed one.
+        Unauthorized: The link was tampered with, made with another secret, expired, its
+            visible choice does not match the sealed one, or it names the activity by IDs
+            without a sealed ``run_id`` (it could complete a later run).
         InvalidRequest: The sealed completion is not a valid request.
     """
     current = time.time() if now is None else now
@@ -142,6 +152,7 @@ def open_link(
     fields = body.get("r")
     if not isinstance(fields, dict):
         raise InvalidRequest("this link carries no completion.")
-    return OpenedLink(
-        request=CompletionRequest.build(fields), choice=sealed_choice, expires_at=expires_at
-    )
+    request = CompletionRequest.build(fields)
+    if not request.by_token and request.run_id is None:
+        raise Unauthorized("this link is not valid: it does not name one workflow run.")
+    return OpenedLink(request=request, choice=sealed_choice, expires_at=expires_at)

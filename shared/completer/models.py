@@ -37,11 +37,15 @@ __all__ = [
     "CompletionRequest",
     "Origin",
     "Status",
+    "parse_json",
     "parse_request",
 ]
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting accepted in a request; deeper JSON is refused, never recursed into."""
+
+MAX_ID_LENGTH = 1000
+"""Longest ``workflow_id``, ``activity_id`` or ``run_id`` accepted, in characters."""
 
 
 class Action(StrEnum):
@@ -107,13 +111,22 @@ class CompletionRequest(BaseModel):
 
     task_token: str | None = Field(default=None, validation_alias=_alias("task_token", "taskToken"))
     workflow_id: str | None = Field(
-        default=None, min_length=1, validation_alias=_alias("workflow_id", "workflowId")
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        validation_alias=_alias("workflow_id", "workflowId"),
     )
     run_id: str | None = Field(
-        default=None, min_length=1, validation_alias=_alias("run_id", "runId")
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        validation_alias=_alias("run_id", "runId"),
     )
     activity_id: str | None = Field(
-        default=None, min_length=1, validation_alias=_alias("activity_id", "activityId")
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        validation_alias=_alias("activity_id", "activityId"),
     )
     action: Action = Action.COMPLETE
     result: JsonValue = None
@@ -248,26 +261,93 @@ def _depth_ok(text: str) -> bool:
 
 
 def parse_json(raw: bytes | str, *, what: str = "the body") -> Any:
-    """Parse JSON text strictly (UTF-8, no NaN, bounded depth).
+    """Parse JSON text strictly.
+
+    Refused: text that is not UTF-8, empty, nested deeper than :data:`MAX_JSON_DEPTH`,
+    ``NaN``/``Infinity``, a number that does not fit a finite IEEE double (an integer
+    literal is kept exact when its magnitude is at most the largest double, about
+    1.8e308), a key given twice in one object, and a lone UTF-16 surrogate anywhere.
 
     Raises:
-        InvalidRequest: ``raw`` is not UTF-8, not JSON, or nested too deep.
+        InvalidRequest: ``raw`` breaks one of these rules; the message quotes at most
+            a few characters of it.
     """
     if isinstance(raw, bytes):
         try:
+            # Strict UTF-8 refuses encoded surrogates (ED A0 80) along with other bad bytes.
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidRequest(f"{what} is not UTF-8 text.") from exc
     else:
         text = raw
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(
+                f"{what} has a lone UTF-16 surrogate, which is not text."
+            ) from None
     if not text.strip():
         raise InvalidRequest(f"{what} is empty; expected a JSON object.")
     if not _depth_ok(text):
         raise InvalidRequest(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels.")
+    # Only a run of 309+ digits can be an integer beyond the largest double (1.8e308):
+    # without one, ints stay on the C scanner's fast path.
+    # (bytes.translate and a substring search run in C at memory speed; a regex took 20 ms).
+    parse_int = _finite_int if _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO) else None
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        data = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=parse_int,
+            object_pairs_hook=_unique_keys,
+        )
+    except _DuplicateKey as exc:
+        raise InvalidRequest(f"{what} has the key {exc.key} twice in one object.") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(f"{what} is not valid JSON: {_json_reason(exc)}") from exc
+    if _SURROGATE_ESCAPE.search(text):
+        # A \ud800 escape decodes to a lone surrogate unless its pair follows; encoding the
+        # parsed value (in C) finds one anywhere, keys included.
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(
+                f"{what} has a lone UTF-16 surrogate escape (such as \\ud800), which is not text."
+            ) from None
+    return data
+
+
+# An escape of a UTF-16 surrogate (D800-DFFF); a pair is fine, a lone one is refused.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGIT_RUN = b"0" * 309
+_QUOTED_MAX = 40
+
+
+def quoted(text: str, *, limit: int = _QUOTED_MAX) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters (input is unbounded)."""
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return json.dumps(shown, ensure_ascii=True)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__("duplicate key")
+        self.key = quoted(key)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A gateway that reads the first of two keys and this function the last would disagree
+    # about which activity a request names: refuse the ambiguity.
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return data
 
 
 def _refuse_constant(name: str) -> Any:
@@ -278,7 +358,18 @@ def _finite_float(text: str) -> float:
     # 1e400 parses as inf, which no engine's JSON can carry: refuse it rather than send null.
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"the number {text[:32]} is out of range")
+        raise ValueError(f"the number {text[:32]} is out of range of a finite double")
+    return value
+
+
+def _finite_int(text: str) -> int:
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(
+            f"the number {text[:32]}… ({len(text)} digits) is out of range of a finite double"
+        ) from None
     return value
 
 
@@ -309,8 +400,15 @@ _FIELD_NAMES = {
 }
 
 
+_MAX_PROBLEMS = 5
+
+
 def describe_validation_error(exc: ValidationError) -> str:
-    """One or more sentences saying what is wrong, never echoing the input (it may hold a token)."""
+    """One or more sentences saying what is wrong, never echoing the input (it may hold a token).
+
+    Field names come from the input (an unknown field is named), so each is cut short and
+    at most a few problems are listed: the message stays bounded whatever was sent.
+    """
     problems: list[str] = []
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
         loc = ".".join(
@@ -318,6 +416,7 @@ def describe_validation_error(exc: ValidationError) -> str:
             for part in err["loc"]
             if not isinstance(part, int) or err["type"] != "extra_forbidden"
         )
+        loc = loc if len(loc) <= _QUOTED_MAX else loc[:_QUOTED_MAX] + "…"
         kind = err["type"]
         if kind == "extra_forbidden":
             problems.append(f"unknown field '{loc}'")
@@ -329,4 +428,8 @@ def describe_validation_error(exc: ValidationError) -> str:
             problems.append(f"'{loc}': {err['msg'].lower()}")
         else:
             problems.append(str(err["msg"]))
-    return "invalid completion request: " + "; ".join(dict.fromkeys(problems)) + "."
+    unique = list(dict.fromkeys(problems))
+    shown = "; ".join(unique[:_MAX_PROBLEMS])
+    if len(unique) > _MAX_PROBLEMS:
+        shown += f"; and {len(unique) - _MAX_PROBLEMS} more"
+    return "invalid completion request: " + shown + "."

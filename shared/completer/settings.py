@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
-from functools import cache
+from functools import cache, cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -24,8 +24,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from completer.errors import ConfigurationError
+from completer.signatures import UNRESTRICTED, SigningKey, parse_scopes, parse_signing_secrets
 
-__all__ = ["Backend", "Settings", "get_settings"]
+__all__ = ["Backend", "Settings", "get_settings", "load_settings", "require_http_guard"]
 
 Backend = Literal["temporal", "cadence", "stepfunctions"]
 
@@ -63,9 +64,13 @@ class Settings(BaseSettings):
     signing_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(), validation_alias=_env("COMPLETER_SIGNING_SECRETS")
     )
-    signature_tolerance_seconds: int = Field(
-        default=300, ge=0, validation_alias=_env("COMPLETER_SIGNATURE_TOLERANCE_SECONDS")
+    signing_scopes: str | None = Field(
+        default=None, validation_alias=_env("COMPLETER_SIGNING_SCOPES")
     )
+    signature_tolerance_seconds: int = Field(
+        default=300, ge=1, le=3600, validation_alias=_env("COMPLETER_SIGNATURE_TOLERANCE_SECONDS")
+    )
+    allow_unsigned: bool = Field(default=False, validation_alias=_env("COMPLETER_ALLOW_UNSIGNED"))
     link_secret: SecretStr | None = Field(
         default=None, validation_alias=_env("COMPLETER_LINK_SECRET")
     )
@@ -109,11 +114,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):
-            secrets = tuple(value.split())
-            for secret in secrets:
-                if not secret.startswith("whsec_") or len(secret) <= len("whsec_"):
-                    raise ValueError("each secret must start with 'whsec_' (Standard Webhooks)")
-            return secrets
+            # Strict: "whsec_" + canonical base64 of >= 24 bytes, optionally "<name>=" first.
+            parse_signing_secrets(value)
+            return tuple(value.split())
         return value
 
     @field_validator(
@@ -122,6 +125,7 @@ class Settings(BaseSettings):
         "dead_letter_queue",
         "data_converter",
         "cadence_domain",
+        "signing_scopes",
         mode="before",
     )
     @classmethod
@@ -142,6 +146,13 @@ class Settings(BaseSettings):
     def _empty_tls_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("allow_unsigned", mode="before")
+    @classmethod
+    def _empty_is_false(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return False
         return value
 
     @field_validator("dead_letter_topic")
@@ -180,6 +191,15 @@ class Settings(BaseSettings):
             raise ValueError("CADENCE_DOMAIN is required when COMPLETER_BACKEND is 'cadence'")
         return self
 
+    @model_validator(mode="after")
+    def _scopes_name_secrets(self) -> Settings:
+        if self.signing_scopes is not None:
+            try:
+                self.signing_keys  # noqa: B018 - parses the scopes against the secrets' names
+            except ValueError as exc:
+                raise ValueError(f"COMPLETER_SIGNING_SCOPES is invalid: {exc}") from None
+        return self
+
     @property
     def max_payload_bytes(self) -> int:
         """The encoded result/details limit: the override, else the backend's default."""
@@ -189,8 +209,46 @@ class Settings(BaseSettings):
 
     @property
     def signing_secret_values(self) -> tuple[str, ...]:
-        """The raw webhook secrets, for the verifier only."""
+        """The raw ``COMPLETER_SIGNING_SECRETS`` entries, for the verifier only."""
         return tuple(secret.get_secret_value() for secret in self.signing_secrets)
+
+    @cached_property
+    def signing_keys(self) -> tuple[SigningKey, ...]:
+        """The signing secrets as HMAC keys, each with its name and scope."""
+        pairs = parse_signing_secrets(" ".join(self.signing_secret_values))
+        scopes = (
+            parse_scopes(self.signing_scopes, secret_names=[name for name, _ in pairs])
+            if self.signing_scopes is not None
+            else {}
+        )
+        return tuple(
+            SigningKey(
+                name=name,
+                key=key,
+                scope=scopes.get(name, UNRESTRICTED) if name is not None else UNRESTRICTED,
+                number=number,
+            )
+            for number, (name, key) in enumerate(pairs, start=1)
+        )
+
+
+def require_http_guard(settings: Settings) -> None:
+    """Refuse to start an HTTP function that nothing guards.
+
+    The HTTP function (on GCP and on Lambda) calls this at start: with none of
+    ``COMPLETER_SIGNING_SECRETS``, ``COMPLETER_LINK_SECRET`` and
+    ``COMPLETER_ALLOW_UNSIGNED=true``, anyone who reaches it could complete any activity.
+
+    Raises:
+        ConfigurationError: Nothing guards the function; one sentence says what to set.
+    """
+    if settings.signing_secrets or settings.link_secret is not None or settings.allow_unsigned:
+        return
+    raise ConfigurationError(
+        "The HTTP function refuses to start unguarded: set COMPLETER_SIGNING_SECRETS "
+        "(signed requests), COMPLETER_LINK_SECRET (completion links), or "
+        "COMPLETER_ALLOW_UNSIGNED=true when the platform's IAM already guards the endpoint."
+    )
 
 
 _ENV_NAMES = {
@@ -219,7 +277,8 @@ def _describe(exc: ValidationError) -> str:
         variable = _ENV_NAMES.get(str(loc), str(loc))
         reason = str(err["msg"]).removeprefix("Value error, ")
         if not variable:
-            sentences.append(f"Invalid configuration: {reason}.")
+            known = reason.startswith(("COMPLETER_", "CADENCE_"))
+            sentences.append(f"{reason}." if known else f"Invalid configuration: {reason}.")
             continue
         shown = "" if "SECRET" in variable or "KEY" in variable else f" (got {err['input']!r})"
         sentences.append(f"{variable} is invalid{shown}: {reason}.")

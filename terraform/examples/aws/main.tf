@@ -2,6 +2,10 @@ provider "aws" {
   region = var.region
 }
 
+locals {
+  tags = { app = "activity-completer" }
+}
+
 # Secrets are created and filled outside Terraform (aws secretsmanager create-secret), so
 # their values never enter variables or state; the module only lets the function read them.
 module "completer" {
@@ -10,7 +14,7 @@ module "completer" {
   name         = var.name
   package_path = "${path.root}/../../../dist/aws-s3.zip"
   architecture = var.architecture
-  tags         = { app = "activity-completer" }
+  tags         = local.tags
 
   backend = var.backend
   environment_variables = {

@@ -62,3 +62,32 @@ variable "delivery" {
   description = "sqs (queue, redrive DLQ, partial batch failures) or direct (async invoke, on-failure queue)."
   default     = "sqs"
 }
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of the approval flow's resources (HTTP function, notifier, topic, state machine)."
+  default     = "activity-completer"
+}
+
+variable "link_secret_arn" {
+  type        = string
+  description = "Secrets Manager ARN of COMPLETER_LINK_SECRET (at least 32 random characters): the HTTP function checks links with it, the notifier makes them."
+}
+
+variable "http_secret_arns" {
+  type        = map(string)
+  description = "More secrets for the HTTP function, e.g. { COMPLETER_SIGNING_SECRETS = \"arn:aws:secretsmanager:...\" } so partners can also send signed JSON requests."
+  default     = {}
+}
+
+variable "approver_email" {
+  type        = string
+  description = "E-mail address subscribed to the approvals topic (it must confirm the subscription); empty: subscribe yourself."
+  default     = ""
+}
+
+variable "approval_ttl_seconds" {
+  type        = number
+  description = "How long approval links work, and how long the state machine waits for a click."
+  default     = 259200
+}

@@ -4,7 +4,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.40.0, < 7.0.0"
+      version = ">= 6.29.0, < 7.0.0" # the aws-http-lambda module needs 6.29.0
     }
   }
 }

@@ -21,6 +21,7 @@ module "completer" {
 
   http_source_archive  = "${path.root}/../../../dist/gcp-http.zip"
   http_invoker_members = var.http_invoker_members
+  http_public          = var.http_public
   http_secrets         = { for name, secret in var.http_secrets : name => { secret = secret } }
 
   pubsub_source_archive = "${path.root}/../../../dist/gcp-pubsub.zip"

@@ -32,6 +32,12 @@ variable "http_invoker_members" {
   default     = []
 }
 
+variable "http_public" {
+  type        = bool
+  description = "Make the HTTP function public so partners' webhooks and approval links reach it; needs COMPLETER_SIGNING_SECRETS or COMPLETER_LINK_SECRET in http_secrets."
+  default     = false
+}
+
 variable "http_secrets" {
   type        = map(string)
   description = "Setting name => Secret Manager secret id for the HTTP function, e.g. { TEMPORAL_API_KEY = \"temporal-api-key\" }."

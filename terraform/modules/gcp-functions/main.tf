@@ -9,6 +9,14 @@ locals {
   common_environment = merge(var.environment_variables, {
     COMPLETER_BACKEND = var.backend
   })
+  # Private: IAM guards the HTTP function, so unsigned JSON requests are allowed unless the
+  # caller says otherwise; public: never (signing secrets then decide, links carry their own).
+  http_environment = merge(
+    { COMPLETER_ALLOW_UNSIGNED = var.http_public ? "false" : "true" },
+    local.common_environment,
+  )
+  http_guards  = setintersection(keys(var.http_secrets), ["COMPLETER_SIGNING_SECRETS", "COMPLETER_LINK_SECRET"])
+  http_ingress = var.http_public ? "ALLOW_ALL" : var.http_ingress_settings
   pubsub_environment = merge(
     local.common_environment,
     local.dead_letter_topic_id == null ? {} : { COMPLETER_DEAD_LETTER_TOPIC = local.dead_letter_topic_id },
@@ -179,7 +187,7 @@ resource "google_cloudfunctions2_function" "http" {
 
   service_config {
     service_account_email            = google_service_account.http[0].email
-    ingress_settings                 = var.http_ingress_settings
+    ingress_settings                 = local.http_ingress
     available_memory                 = var.http_memory
     available_cpu                    = var.http_cpu
     timeout_seconds                  = var.http_timeout_seconds
@@ -187,7 +195,7 @@ resource "google_cloudfunctions2_function" "http" {
     min_instance_count               = var.http_min_instances
     max_instance_count               = var.http_max_instances
     all_traffic_on_latest_revision   = true
-    environment_variables            = local.common_environment
+    environment_variables            = local.http_environment
 
     dynamic "secret_environment_variables" {
       for_each = var.http_secrets
@@ -197,6 +205,17 @@ resource "google_cloudfunctions2_function" "http" {
         secret     = secret_environment_variables.value.secret
         version    = secret_environment_variables.value.version
       }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = !var.http_public || length(local.http_guards) > 0
+      error_message = "http_public = true needs COMPLETER_SIGNING_SECRETS or COMPLETER_LINK_SECRET in http_secrets: a public function without them would let anyone complete activities."
+    }
+    precondition {
+      condition     = !var.http_public || lower(lookup(var.environment_variables, "COMPLETER_ALLOW_UNSIGNED", "false")) != "true"
+      error_message = "http_public = true cannot be combined with COMPLETER_ALLOW_UNSIGNED=true: nothing but IAM would guard unsigned requests, and a public function has no IAM check."
     }
   }
 
@@ -212,6 +231,26 @@ resource "google_cloud_run_service_iam_member" "http_invoker" {
   service  = google_cloudfunctions2_function.http[0].name # the service is named like the function
   role     = "roles/run.invoker"
   member   = each.value
+}
+
+# Public mode: the function authenticates every request itself (signatures, sealed links).
+resource "google_cloud_run_service_iam_member" "http_public" {
+  count = var.create_http_function && var.http_public ? 1 : 0
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.http[0].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+
+  lifecycle {
+    precondition {
+      condition     = length(local.http_guards) > 0
+      error_message = "http_public = true needs COMPLETER_SIGNING_SECRETS or COMPLETER_LINK_SECRET in http_secrets."
+    }
+  }
+
+  #checkov:skip=CKV_GCP_102:Public on purpose (http_public = true): the preconditions require signing secrets or the link secret, which the function checks on every request.
 }
 
 # --- Pub/Sub function ------------------------------------------------------------------------

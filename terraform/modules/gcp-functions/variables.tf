@@ -92,18 +92,24 @@ variable "http_source_archive" {
 
 variable "http_invoker_members" {
   type        = list(string)
-  description = "Principals allowed to call the HTTP function (roles/run.invoker), e.g. serviceAccount:caller@p.iam.gserviceaccount.com. Empty: nobody but project owners; allUsers/allAuthenticatedUsers are refused."
+  description = "Principals allowed to call the private HTTP function (roles/run.invoker), e.g. serviceAccount:caller@p.iam.gserviceaccount.com. Empty: nobody but project owners. To open the function to partners' webhooks and e-mail links use http_public instead of allUsers."
   default     = []
 
   validation {
     condition     = alltrue([for m in var.http_invoker_members : !contains(["allUsers", "allAuthenticatedUsers"], m)])
-    error_message = "The HTTP function stays private: list the callers explicitly, never allUsers or allAuthenticatedUsers."
+    error_message = "List the callers explicitly, never allUsers or allAuthenticatedUsers: set http_public = true (with signing secrets or the link secret) to make the function public."
   }
+}
+
+variable "http_public" {
+  type        = bool
+  description = "true: anyone may call the HTTP function (allUsers invoker, ingress ALLOW_ALL), so partners' webhooks and approval links opened in a browser reach it; allowed only with COMPLETER_SIGNING_SECRETS or COMPLETER_LINK_SECRET in http_secrets, which then guard every request. false (default): private, callers need roles/run.invoker and an ID token."
+  default     = false
 }
 
 variable "http_ingress_settings" {
   type        = string
-  description = "Where HTTP requests may come from: ALLOW_ALL (still IAM-authenticated), ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  description = "Where HTTP requests may come from when the function is private: ALLOW_ALL (still IAM-authenticated), ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB. http_public = true uses ALLOW_ALL."
   default     = "ALLOW_INTERNAL_AND_GCLB"
 
   validation {
