@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         default="localhost:7833", min_length=1, validation_alias=_env("CADENCE_ADDRESS")
     )
     cadence_domain: str | None = Field(default=None, validation_alias=_env("CADENCE_DOMAIN"))
+    ledger: str | None = Field(default=None, validation_alias=_env("COMPLETER_LEDGER"))
+    ledger_ttl_seconds: int = Field(
+        default=604_800, ge=1, le=315_360_000, validation_alias=_env("COMPLETER_LEDGER_TTL_SECONDS")
+    )
 
     @field_validator("signing_secrets", mode="before")
     @classmethod
@@ -99,7 +103,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "link_secret", "dead_letter_topic", "data_converter", "cadence_domain", mode="before"
+        "link_secret",
+        "dead_letter_topic",
+        "data_converter",
+        "cadence_domain",
+        "ledger",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -112,6 +121,14 @@ class Settings(BaseSettings):
     def _topic_path(cls, value: str | None) -> str | None:
         if value is not None and not _TOPIC.match(value):
             raise ValueError("must look like projects/<project>/topics/<topic>")
+        return value
+
+    @field_validator("ledger")
+    @classmethod
+    def _ledger_url(cls, value: str | None) -> str | None:
+        from completer.ledger import parse_ledger_url
+
+        parse_ledger_url(value)
         return value
 
     @field_validator("data_converter")
