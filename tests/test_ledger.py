@@ -428,7 +428,8 @@ async def test_correlation_key_primitives(stores: Stores):
             "invoice-7", activity={"workflow_id": "w", "activity_id": "a"}, ttl_seconds=60
         )
     found = await other.lookup("invoice-7")
-    assert found is not None and found.activity == {"task_token": TOKEN}
+    assert found is not None
+    assert found.activity == {"task_token": TOKEN}
     await other.consume("invoice-7")
     assert await registry.lookup("invoice-7") is None
     await registry.register(
@@ -442,7 +443,8 @@ async def test_correlation_key_primitives(stores: Stores):
     with pytest.raises(Conflict):
         await other.buffer("early-1", {"result": 2}, origin=None, ttl_seconds=60)
     taken = await other.take_buffered("early-1")
-    assert taken is not None and taken.origin == {"trigger": "http", "source": HTTP.source}
+    assert taken is not None
+    assert taken.origin == {"trigger": "http", "source": HTTP.source}
     assert await registry.take_buffered("early-1") is None
 
     await registry.buffer("early-2", body, origin=None, ttl_seconds=1)
