@@ -467,3 +467,59 @@ async def test_show_tells_what_was_done_without_the_token(stores: Stores):
     assert shown["activity"].startswith("token:")
     assert TOKEN not in str(shown)
     assert await ledger.show(workflow_id="w", activity_id="a") is None
+
+
+# --- with the real completion client on the Temporal dev server -----------------------------
+
+
+@pytest.mark.temporal
+async def test_the_workflow_keeps_the_first_result(stores: Stores, settings: Any, waiting: Any):
+    from completer.client import CompletionClient
+
+    async with await CompletionClient.connect(settings) as client:
+        first, second = stores.ledger().wrap(client), stores.ledger().wrap(client)
+        request = CompletionRequest.build({"task_token": waiting.token_urlsafe, "result": "yes"})
+        assert (await first.execute(request, origin=HTTP)).replayed is False
+        with pytest.raises(Conflict):
+            await second.execute(
+                CompletionRequest.build({"task_token": waiting.token_b64, "result": "no"})
+            )
+        # The same token in the other base64 alphabet is the same request: replayed.
+        again = CompletionRequest.build({"task_token": waiting.token_b64, "result": "yes"})
+        assert (await second.execute(again)).replayed is True
+    assert await waiting.handle.result() == "yes"
+
+
+@pytest.mark.temporal
+async def test_a_new_run_of_a_business_id_waits_for_its_own_completion(
+    stores: Stores, settings: Any, temporal_client: Any, task_queue: str
+):
+    from completer.client import CompletionClient
+    from tests.support.temporal import _TOKENS, WaitingWorkflow
+
+    workflow_id = f"order-{uuid.uuid4().hex[:8]}"
+
+    async def start_run() -> Any:
+        handle = await temporal_client.start_workflow(
+            WaitingWorkflow.run, "approve", id=workflow_id, task_queue=task_queue
+        )
+        for _ in range(500):
+            if _TOKENS.pop(workflow_id, None) is not None:
+                return handle
+            await asyncio.sleep(0.02)
+        raise TimeoutError("the activity did not start")
+
+    request = CompletionRequest.build(
+        {"workflow_id": workflow_id, "activity_id": "approve", "result": "yes"}
+    )
+    async with await CompletionClient.connect(settings) as client:
+        executor = stores.ledger().wrap(client)
+        run_1 = await start_run()
+        assert (await executor.execute(request)).replayed is False
+        assert await run_1.result() == "yes"
+        assert (await executor.execute(request)).replayed is True  # the old run's answer
+
+        run_2 = await start_run()  # the same workflow ID again: a new run waits
+        assert (await executor.execute(request)).replayed is False
+        assert await run_2.result() == "yes"
+        assert run_2.result_run_id != run_1.result_run_id
