@@ -523,3 +523,55 @@ async def test_a_new_run_of_a_business_id_waits_for_its_own_completion(
         assert (await executor.execute(request)).replayed is False
         assert await run_2.result() == "yes"
         assert run_2.result_run_id != run_1.result_run_id
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("COMPLETER_LEDGER", "redis://localhost"),
+        ("COMPLETER_LEDGER", "firestore://(default)"),
+        ("COMPLETER_LEDGER", "firestore://(default)/a/b"),
+        ("COMPLETER_LEDGER", "dynamodb://x"),
+        ("COMPLETER_LEDGER_TTL_SECONDS", "0"),
+        ("COMPLETER_LEDGER_TTL_SECONDS", "a week"),
+    ],
+)
+def test_a_wrong_ledger_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+):
+    from completer.errors import ConfigurationError
+    from completer.settings import load_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"{variable} is invalid")
+    assert "\n" not in str(info.value)
+
+
+def test_the_factory_imports_only_the_configured_store(monkeypatch: pytest.MonkeyPatch):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from completer.settings import load_settings; "
+        "from completer.ledger import create_ledger; "
+        "ledger = create_ledger(load_settings()); "
+        "print(type(ledger.store).__name__, ledger.ttl_seconds, "
+        "'google.cloud.firestore' in sys.modules, 'boto3' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLETER_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == ["MemoryStore", "604800", "False", "False"]
+    env["COMPLETER_LEDGER"] = "dynamodb://completer-ledger"
+    env["COMPLETER_LEDGER_TTL_SECONDS"] = "3600"
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == ["DynamoDBStore", "3600", "False", "True"]
