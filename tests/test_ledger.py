@@ -287,6 +287,7 @@ class Runs:
     waiting: set[str] = field(default_factory=lambda: {"run-1"})
     results: dict[str, Any] = field(default_factory=dict)
     calls: int = 0
+    delay: float = 0.0
 
     def new_run(self, run_id: str) -> None:
         self.current = run_id
@@ -296,6 +297,7 @@ class Runs:
         self, request: CompletionRequest, /, *, origin: Origin | None = None
     ) -> CompletionOutcome:
         self.calls += 1
+        await asyncio.sleep(self.delay)
         run = request.run_id or self.current
         if run not in self.waiting:
             raise ActivityNotFound("not waiting")
@@ -338,6 +340,19 @@ async def test_a_new_run_with_the_same_workflow_id_is_not_answered_from_the_old_
     calls = engine.calls
     assert (await executor.execute(pinned)).replayed is True
     assert engine.calls == calls
+
+
+async def test_identical_requests_by_ids_arriving_together_make_one_engine_call(
+    stores: Stores,
+):
+    engine = Runs(delay=0.3)
+    instances = [stores.ledger().wrap(engine), stores.ledger().wrap(engine)]
+    request = CompletionRequest.build(
+        {"workflow_id": "order-7", "activity_id": "approve", "result": "yes"}
+    )
+    outcomes = await asyncio.gather(*(instances[i % 2].execute(request) for i in range(16)))
+    assert engine.calls == 1
+    assert sum(not o.replayed for o in outcomes) == 1
 
 
 # --- an unreachable ledger -------------------------------------------------------------------

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Answer", "DeliveryLog"]
 
+_FINGERPRINT = "delivery"  # every delivery record is "the same request" as its claim
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -73,6 +75,7 @@ class DeliveryLog:
                 key=key,
                 state=RecordState.IN_PROGRESS,
                 expires_at=int(now) + ledger.ttl_seconds,
+                fingerprint=_FINGERPRINT,
                 in_progress_until_ms=int((now + ledger.in_progress_seconds) * 1000),
             )
             held = await ledger.store.create(claim)
@@ -95,6 +98,7 @@ class DeliveryLog:
                 key=key,
                 state=RecordState.COMPLETED,
                 expires_at=int(now) + ledger.ttl_seconds,
+                fingerprint=_FINGERPRINT,
                 data={"kind": kind, "status": answer.status, "body": answer.body},
             )
         )

@@ -67,8 +67,12 @@ class DynamoDBStore(LedgerStore):
             if exc.old_data_record is not None:
                 return _record(exc.old_data_record)
             return await self._get(record.key)
-        except IdempotencyValidationError:
-            return await self._get(record.key)  # held by a different request
+        except IdempotencyValidationError as exc:
+            # Held for a different request: the refused put returned that record.
+            response = getattr(exc.__cause__, "response", None) or {}
+            if "Item" in response:
+                return _record(self._layer._item_to_data_record(response["Item"]))
+            return await self._get(record.key)
         return None
 
     def _put_whole(self, record: Record) -> Record | None:

@@ -83,14 +83,18 @@ class LedgerExecutor:
         naming = ActivityNaming.of(request, scope=ledger.scope)
         fingerprint = request_fingerprint(request)
         deadline = time.monotonic() + ledger.wait_seconds
+        waited = False
         while True:
             claim = self._claim(request, naming, fingerprint, origin)
             held = await ledger.store.create(claim)
             if held is None:
                 return await self._carry_out(request, origin, claim)
             if held.state is RecordState.COMPLETED:
-                return await self._answer_from(held, request, naming, fingerprint, origin)
+                # A request that arrived while another was in progress names the same run.
+                pinned = naming.pinned or waited
+                return await self._answer_from(held, request, pinned, fingerprint, origin)
             await ledger.wait_while_in_progress(naming.key, deadline)
+            waited = True
 
     def _claim(
         self,
@@ -148,17 +152,18 @@ class LedgerExecutor:
         self,
         held: Record,
         request: CompletionRequest,
-        naming: ActivityNaming,
+        pinned: bool,
         fingerprint: str,
         origin: Origin | None,
     ) -> CompletionOutcome:
-        if not naming.pinned:
+        if not pinned:
             # The record may be an earlier run's: only the engine knows which run is current.
             try:
                 outcome = await self.inner.execute(request, origin=origin)
             except ActivityNotFound:
                 pass  # the activity is no longer waiting: the record is this run's answer
             else:
+                naming = ActivityNaming.of(request, scope=self.ledger.scope)
                 await self._record(self._claim(request, naming, fingerprint, origin), outcome)
                 return outcome
         if held.fingerprint == fingerprint:
