@@ -355,6 +355,20 @@ async def test_identical_requests_by_ids_arriving_together_make_one_engine_call(
     assert sum(not o.replayed for o in outcomes) == 1
 
 
+async def test_awkward_input_is_kept_and_compared(stores: Stores):
+    engine = Engine()
+    executor = stores.ledger().wrap(engine)
+    big = int("9" * 400)
+    odd = Origin("http", "x" * 5000)
+    await executor.execute(by_token({"n": big, "s": "\ud800", "f": 2.0}), origin=odd)
+    again = await executor.execute(by_token({"f": 2, "s": "\ud800", "n": big}))
+    assert again.replayed is True
+    with pytest.raises(Conflict) as refused:
+        await executor.execute(by_token({"n": big + 1, "s": "\ud800", "f": 2}))
+    assert len(refused.value.message) < 400  # the source is cut, not echoed whole
+    assert engine.calls == 1
+
+
 # --- an unreachable ledger -------------------------------------------------------------------
 
 
@@ -565,6 +579,19 @@ def test_a_wrong_ledger_setting_names_the_variable(
         load_settings()
     assert str(info.value).startswith(f"{variable} is invalid")
     assert "\n" not in str(info.value)
+
+
+def test_a_store_that_cannot_be_built_fails_at_start(monkeypatch: pytest.MonkeyPatch):
+    from completer.errors import ConfigurationError
+    from completer.ledger import create_ledger
+    from completer.settings import Settings
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ConfigurationError) as info:
+        create_ledger(Settings(COMPLETER_LEDGER="dynamodb://completer-ledger"))
+    assert str(info.value).startswith("COMPLETER_LEDGER=dynamodb://completer-ledger cannot be used")
 
 
 def test_the_factory_imports_only_the_configured_store(monkeypatch: pytest.MonkeyPatch):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from completer.errors import ConfigurationError
 from completer.ledger.base import LedgerStore, Record, RecordState
@@ -102,7 +102,17 @@ def create_store(location: LedgerLocation, *, timeout: float = 5.0) -> LedgerSto
             f"COMPLETER_LEDGER={location.url} needs the package {package!r}, which is not "
             f"installed ({exc.name} is missing): pip install {package}."
         ) from exc
-    store_class = getattr(module, attribute)
+    try:
+        return _build(getattr(module, attribute), location, timeout=timeout)
+    except Exception as exc:
+        # No credentials, no region, no project: say so at start, in one sentence.
+        raise ConfigurationError(
+            f"COMPLETER_LEDGER={location.url} cannot be used: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+        ) from exc
+
+
+def _build(store_class: Any, location: LedgerLocation, *, timeout: float) -> LedgerStore:
     if location.kind == "firestore":
         store: LedgerStore = store_class(
             location.url,

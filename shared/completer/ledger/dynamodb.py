@@ -135,7 +135,7 @@ class DynamoDBStore(LedgerStore):
 
 
 def _json(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(data, separators=(",", ":"))
 
 
 def _data_record(record: Record) -> DataRecord:

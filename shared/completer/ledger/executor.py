@@ -46,13 +46,17 @@ def _now_iso(now: float) -> str:
     return datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _bounded(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
 def describe_record(record: Record) -> str:
     """A sentence saying what a completed record holds: what was done, when, from where."""
     data = record.data
     done = _PAST_TENSE.get(str(data.get("action")), str(data.get("action")))
     origin = data.get("origin") or {}
     through = f" through {origin.get('trigger')}" if origin.get("trigger") else ""
-    source = f" ({origin.get('source')})" if origin.get("source") else ""
+    source = f" ({_bounded(str(origin['source']))})" if origin.get("source") else ""
     return f"the activity was already {done} at {data.get('at')}{through}{source}"
 
 

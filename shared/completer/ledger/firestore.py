@@ -98,7 +98,7 @@ def _fields(record: Record) -> dict[str, Any]:
         "status": record.state.value,
         "expiration": datetime.fromtimestamp(record.expires_at, tz=UTC),
         "validation": record.fingerprint,
-        "data": json.dumps(record.data, ensure_ascii=False, separators=(",", ":")),
+        "data": json.dumps(record.data, separators=(",", ":")),
         "in_progress_expiration": record.in_progress_until_ms,
     }
     return fields
