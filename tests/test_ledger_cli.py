@@ -123,3 +123,51 @@ def test_show_needs_a_shared_ledger_and_a_reachable_one():
     )
     assert dead.returncode == EXIT_CODES["engine_unavailable"], dead.stderr
     assert "completion ledger" in dead.stderr
+
+
+def test_show_on_the_firestore_emulator(tmp_path_factory: pytest.TempPathFactory):
+    from google.cloud import firestore
+
+    from completer.ledger.firestore import FirestoreStore
+    from tests.support.firestore import firestore_emulator
+
+    with firestore_emulator(tmp_path_factory.mktemp("firestore-cli")) as host:
+        env = {
+            "FIRESTORE_EMULATOR_HOST": host,
+            "GOOGLE_CLOUD_PROJECT": "completer-cli",
+            "COMPLETER_LEDGER": "firestore://(default)/ledger",
+        }
+
+        async def record() -> None:
+            previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+            os.environ["FIRESTORE_EMULATOR_HOST"] = host
+            try:
+                client = firestore.AsyncClient(project="completer-cli")
+            finally:
+                if previous is None:
+                    os.environ.pop("FIRESTORE_EMULATOR_HOST")
+                else:
+                    os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+            store = FirestoreStore(
+                env["COMPLETER_LEDGER"], database="(default)", collection="ledger", client=client
+            )
+            ledger = Ledger(store, scope="temporal")
+            try:
+                await ledger.wrap(Engine()).execute(
+                    CompletionRequest.build(
+                        {"workflow_id": "order-42", "run_id": "r1", "activity_id": "approve"}
+                    ),
+                    origin=Origin("pubsub", "1234567890"),
+                )
+            finally:
+                await ledger.close()
+
+        asyncio.run(record())
+        shown = completer("ledger", "show", "-w", "order-42", "-r", "r1", "-a", "approve", env=env)
+        assert shown.returncode == 0, shown.stderr
+        held = json.loads(shown.stdout)
+        assert held["origin"] == {"trigger": "pubsub", "source": "1234567890"}
+        assert held["activity"] == "workflow:order-42/run:r1/activity:approve"
+        init = completer("ledger", "init", env=env)
+        assert init.returncode == 0
+        assert "nothing to create" in init.stderr
