@@ -59,8 +59,9 @@ class Ledger:
         self.store = store
         self.ttl_seconds = ttl_seconds
         self.scope = scope
-        self.wait_seconds = rpc_timeout_seconds + _WAIT_MARGIN_SECONDS
-        self.in_progress_seconds = rpc_timeout_seconds + _IN_PROGRESS_MARGIN_SECONDS
+        # An engine call may take a connect and a call, each within the RPC deadline.
+        self.wait_seconds = 2 * rpc_timeout_seconds + _WAIT_MARGIN_SECONDS
+        self.in_progress_seconds = 2 * rpc_timeout_seconds + _IN_PROGRESS_MARGIN_SECONDS
         self.deliveries = DeliveryLog(self)
         self.registry = CorrelationRegistry(self)
 

@@ -7,7 +7,7 @@ See docs/ledger.md for what is kept and why. In short, for complete, fail and ca
 - a different request for a carried-out activity is ``conflict``, saying what was done
   and when;
 - identical requests that arrive together make one engine call: one claims the record,
-  the others wait for its outcome (within the RPC deadline) and answer it replayed;
+  the others wait for its outcome (up to twice the RPC deadline) and answer it replayed;
 - refusals and transient errors (``engine_timeout`` included) release the claim: the
   engine, not the ledger, answers the next try;
 - IDs without a run ID name "the current run": a record kept for them may be an earlier
