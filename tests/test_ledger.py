@@ -91,11 +91,11 @@ def make_store(kind: str) -> LedgerStore:
             database="(default)",
             collection=COLLECTION,
             client=client,
-            timeout=3,
+            timeout=10,  # the emulator (Java) is slow now and then on a busy machine
         )
     from completer.ledger.dynamodb import DynamoDBStore
 
-    return DynamoDBStore(f"dynamodb://{TABLE}", table=TABLE, timeout=3)
+    return DynamoDBStore(f"dynamodb://{TABLE}", table=TABLE, timeout=10)
 
 
 @dataclass
@@ -459,7 +459,9 @@ async def test_correlation_key_primitives(stores: Stores):
     found = await other.lookup("invoice-7")
     assert found is not None
     assert found.activity == {"task_token": TOKEN}
-    await other.consume("invoice-7")
+    await other.consume("invoice-7", activity={"workflow_id": "w", "activity_id": "a"})
+    assert await registry.lookup("invoice-7") is not None  # names another activity: kept
+    await other.consume("invoice-7", activity={"task_token": TOKEN})
     assert await registry.lookup("invoice-7") is None
     await registry.register(
         "invoice-7", activity={"workflow_id": "w", "activity_id": "a"}, ttl_seconds=60

@@ -102,8 +102,12 @@ class LedgerStore(ABC):
         Raises:
             EngineUnavailable: The store cannot be reached.
         """
-        held = await self._guard(self._create(record))
-        return held if held is None or held.live() else None
+        for _ in range(3):
+            held = await self._guard(self._create(record))
+            if held is None or held.live():
+                return held
+            # Expired between the store's check and ours (a clock tick): try again.
+        raise self.translate_error(RuntimeError("the record expired while being claimed"))
 
     async def get(self, key: str) -> Record | None:
         """The live record under ``key``, or None (expired records count as absent).

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as google_exceptions
+from google.api_core.retry import if_transient_error
+from google.api_core.retry_async import AsyncRetry
 from google.cloud import firestore
 
 from completer.ledger.base import LedgerStore, Record, RecordState
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["FirestoreStore"]
 
 _TAKE_OVER_ATTEMPTS = 5
+# A blip is retried briefly; a ledger that stays unreachable answers engine_unavailable
+# within about two seconds instead of holding the request for the whole store deadline.
+_RETRY = AsyncRetry(predicate=if_transient_error, initial=0.1, maximum=0.5, timeout=2.0)
 
 
 class FirestoreStore(LedgerStore):
@@ -54,12 +59,12 @@ class FirestoreStore(LedgerStore):
         doc = self._doc(record.key)
         for _ in range(_TAKE_OVER_ATTEMPTS):
             try:
-                await doc.create(_fields(record), timeout=self.timeout)
+                await doc.create(_fields(record), retry=_RETRY, timeout=self.timeout)
             except google_exceptions.AlreadyExists:
                 pass
             else:
                 return None
-            snapshot = await doc.get(timeout=self.timeout)
+            snapshot = await doc.get(retry=_RETRY, timeout=self.timeout)
             if not snapshot.exists:
                 continue  # deleted in between: try to create again
             held = _record(snapshot)
@@ -69,6 +74,7 @@ class FirestoreStore(LedgerStore):
                 await doc.update(
                     _fields(record),
                     option=self._client.write_option(last_update_time=snapshot.update_time),
+                    retry=_RETRY,
                     timeout=self.timeout,
                 )
             except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
@@ -77,14 +83,14 @@ class FirestoreStore(LedgerStore):
         raise TimeoutError("the record kept changing under the claim")
 
     async def _get(self, key: str) -> Record | None:
-        snapshot = await self._doc(key).get(timeout=self.timeout)
+        snapshot = await self._doc(key).get(retry=_RETRY, timeout=self.timeout)
         return _record(snapshot) if snapshot.exists else None
 
     async def _replace(self, record: Record) -> None:
-        await self._doc(record.key).set(_fields(record), timeout=self.timeout)
+        await self._doc(record.key).set(_fields(record), retry=_RETRY, timeout=self.timeout)
 
     async def _delete(self, key: str) -> None:
-        await self._doc(key).delete(timeout=self.timeout)
+        await self._doc(key).delete(retry=_RETRY, timeout=self.timeout)
 
     async def _close(self) -> None:
         api = self._client._firestore_api_internal

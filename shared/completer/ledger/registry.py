@@ -80,7 +80,7 @@ class CorrelationRegistry:
             Conflict: The key names another activity.
             EngineUnavailable: The ledger cannot be reached.
         """
-        naming = {f: str(activity[f]) for f in _NAMING_FIELDS if activity.get(f)}
+        naming = _naming(activity)
         now = time.time()
         record = Record(
             key=self._key("key", key),
@@ -104,8 +104,18 @@ class CorrelationRegistry:
         held = await self._ledger.store.get(self._key("key", key))
         return None if held is None else _registration(key, held)
 
-    async def consume(self, key: str) -> None:
-        """Forget ``key``: its activity was completed."""
+    async def consume(self, key: str, *, activity: Mapping[str, str | None] | None = None) -> None:
+        """Forget ``key``: its activity was completed.
+
+        Args:
+            key: The correlation key.
+            activity: When given, forget the key only while it still names this activity
+                (a completion never removes a newer registration for another one).
+        """
+        if activity is not None:
+            held = await self.lookup(key)
+            if held is None or held.activity != _naming(activity):
+                return
         await self._ledger.store.delete(self._key("key", key))
 
     async def buffer(
@@ -152,6 +162,10 @@ class CorrelationRegistry:
         if buffered is not None:
             await self._ledger.store.delete(self._key("early", key))
         return buffered
+
+
+def _naming(activity: Mapping[str, str | None]) -> dict[str, str]:
+    return {f: str(activity[f]) for f in _NAMING_FIELDS if activity.get(f)}
 
 
 def _hash(value: Any) -> str:
