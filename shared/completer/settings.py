@@ -82,14 +82,15 @@ class Settings(BaseSettings):
     data_converter: str | None = Field(
         default=None, validation_alias=_env("COMPLETER_DATA_CONVERTER")
     )
-    cadence_address: str = Field(
-        default="localhost:7833", min_length=1, validation_alias=_env("CADENCE_ADDRESS")
-    )
-    cadence_domain: str | None = Field(default=None, validation_alias=_env("CADENCE_DOMAIN"))
+    # The completion ledger (completer.ledger; docs/ledger.md).
     ledger: str | None = Field(default=None, validation_alias=_env("COMPLETER_LEDGER"))
     ledger_ttl_seconds: int = Field(
         default=604_800, ge=1, le=315_360_000, validation_alias=_env("COMPLETER_LEDGER_TTL_SECONDS")
     )
+    cadence_address: str = Field(
+        default="localhost:7833", min_length=1, validation_alias=_env("CADENCE_ADDRESS")
+    )
+    cadence_domain: str | None = Field(default=None, validation_alias=_env("CADENCE_DOMAIN"))
 
     @field_validator("signing_secrets", mode="before")
     @classmethod
@@ -103,12 +104,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "link_secret",
-        "dead_letter_topic",
-        "data_converter",
-        "cadence_domain",
-        "ledger",
-        mode="before",
+        "link_secret", "dead_letter_topic", "data_converter", "cadence_domain", mode="before"
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -123,12 +119,15 @@ class Settings(BaseSettings):
             raise ValueError("must look like projects/<project>/topics/<topic>")
         return value
 
-    @field_validator("ledger")
+    @field_validator("ledger", mode="before")
     @classmethod
-    def _ledger_url(cls, value: str | None) -> str | None:
+    def _ledger_url(cls, value: object) -> object:
         from completer.ledger import parse_ledger_url
 
-        parse_ledger_url(value)
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            parse_ledger_url(value)
         return value
 
     @field_validator("data_converter")
