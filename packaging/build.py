@@ -94,15 +94,29 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
         Artefact(
             name="gcp-http",
             function="http",
-            # standardwebhooks: signatures; cryptography: completion links (completer.links).
-            packages=(*CORE, *engines, "functions-framework", "standardwebhooks", "cryptography"),
+            # standardwebhooks: signatures; cryptography: completion links (completer.links);
+            # google-cloud-firestore: the completion ledger (completer.ledger.firestore).
+            packages=(
+                *CORE,
+                *engines,
+                "functions-framework",
+                "standardwebhooks",
+                "cryptography",
+                "google-cloud-firestore",
+            ),
             platform="gcp",
         ),
         Artefact(
             name="gcp-pubsub",
             function="pubsub",
             # google-cloud-pubsub: republishing to the dead-letter topic (completer.deadletter).
-            packages=(*CORE, *engines, "functions-framework", "google-cloud-pubsub"),
+            packages=(
+                *CORE,
+                *engines,
+                "functions-framework",
+                "google-cloud-pubsub",
+                "google-cloud-firestore",
+            ),
             platform="gcp",
         ),
     ]

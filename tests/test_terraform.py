@@ -70,6 +70,13 @@ UNSCOPABLE_ACTIONS = {
     "states:SendTaskHeartbeat",
 }
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+# What the ledger's store does with its records: conditional put, read, update, delete.
+LEDGER_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -420,6 +427,7 @@ def test_lambda_role_is_limited_to_what_the_function_does():
         "secretsmanager:GetSecretValue",
         "kms:Decrypt",
         "kms:GenerateDataKey",
+        *LEDGER_ACTIONS,
         *UNSCOPABLE_ACTIONS,
     }
 
@@ -612,3 +620,59 @@ def test_aws_example_wires_a_step_functions_approval_flow():
     }
     outputs = {n for e in load(example / "outputs.tf")["output"] for n in e}
     assert {"http_function_url", "approval_state_machine_arn"} <= outputs
+
+
+# --- completion ledger -------------------------------------------------------------------
+
+
+def test_aws_ledger_table_matches_the_dynamodb_store():
+    module = MODULES["aws-s3-lambda"]
+    resources = {(t, n): b for t, n, b in blocks(module, "resource")}
+    table = resources[("aws_dynamodb_table", "ledger")]
+    assert table["count"] == "${var.create_ledger ? 1 : 0}"
+    assert table["billing_mode"] == "PAY_PER_REQUEST"
+    assert table["hash_key"] == "id"
+    assert table["attribute"] == [{"name": "id", "type": "S"}]
+    assert table["ttl"] == [{"attribute_name": "expiration", "enabled": True}]
+    assert table["point_in_time_recovery"] == [{"enabled": True}]
+    assert table["server_side_encryption"][0]["enabled"] is True
+    ledger_statements = [
+        statement
+        for where, statement, _ in policy_statements()
+        if where.startswith("aws-s3-lambda") and statement.get("sid") == "UseLedger"
+    ]
+    assert len(ledger_statements) == 1
+    assert set(ledger_statements[0]["actions"]) == LEDGER_ACTIONS
+    assert ledger_statements[0]["resources"] == ["${aws_dynamodb_table.ledger[0].arn}"]
+    env = merged(module, "locals")["ledger_environment"]
+    assert "dynamodb://${local.ledger_table}" in env
+    assert (
+        "COMPLETER_LEDGER"
+        in function_environment(module)[("aws-s3-lambda", "aws_lambda_function", "this")]
+    )
+
+
+def test_gcp_ledger_has_a_ttl_policy_and_scoped_access():
+    module = MODULES["gcp-functions"]
+    resources = {(t, n): b for t, n, b in blocks(module, "resource")}
+    field = resources[("google_firestore_field", "ledger_expiration")]
+    assert field["field"] == "expiration"  # completer.ledger.firestore writes it as a timestamp
+    assert field["collection"] == "${local.ledger_collection}"
+    assert "ttl_config" in field
+    grant = resources[("google_project_iam_member", "ledger")]
+    assert grant["role"] == "roles/datastore.user"
+    assert grant["for_each"] == "${local.ledger_members}"
+    assert "databases/${var.ledger_database}" in grant["condition"][0]["expression"]
+    env = merged(module, "locals")["ledger_environment"]
+    assert "firestore://${var.ledger_database}/${local.ledger_collection}" in env
+    for resource in (
+        ("google_cloudfunctions2_function", "http"),
+        ("google_cloudfunctions2_function", "pubsub"),
+    ):
+        assert "COMPLETER_LEDGER" in function_environment(module)[("gcp-functions", *resource)]
+
+
+@pytest.mark.parametrize("example", EXAMPLES.values(), ids=lambda p: p.name)
+def test_examples_turn_the_ledger_on(example: Path):
+    module = load(example / "main.tf")["module"][0]["completer"]
+    assert module["create_ledger"] is True

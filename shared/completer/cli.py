@@ -636,6 +636,126 @@ def fingerprint(value: str | None) -> None:
     _print_json(fingerprints)
 
 
+# --- the ledger -------------------------------------------------------------------------
+
+
+@main.group(
+    epilog="""\b
+Examples:
+  export COMPLETER_LEDGER=dynamodb://completer-ledger   # or firestore://(default)/completer-ledger
+  completer ledger show -w order-42 -a approve
+  completer ledger show -k invoice-7
+  AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:5000 completer ledger init
+"""
+)
+def ledger() -> None:
+    """What the completion ledger (COMPLETER_LEDGER) holds, and its local set-up."""
+
+
+def _shared_ledger() -> Any:
+    from completer.errors import ConfigurationError
+    from completer.ledger import create_ledger
+    from completer.settings import load_settings
+
+    try:
+        settings = load_settings()
+        if settings.ledger is None:
+            _fail_configuration(
+                "COMPLETER_LEDGER is not set: without it each function instance keeps its own "
+                "ledger in memory, which no command can read."
+            )
+        return create_ledger(settings)
+    except ConfigurationError as exc:
+        _fail_configuration(str(exc))
+
+
+@ledger.command(name="show")
+@_target_options
+@click.option("--key", "-k", "correlation_key", metavar="KEY", help="A correlation key.")
+def ledger_show(
+    token: str | None,
+    workflow_id: str | None,
+    activity_id: str | None,
+    run_id: str | None,
+    correlation_key: str | None,
+) -> None:
+    """Print what the ledger holds for an activity (-t, or -w -a [-r]) or a key (-k).
+
+    When it was done, through which trigger and source (webhook id, message id, object
+    URI and version), and the outcome; tokens appear only as fingerprints. Prints null
+    when the ledger holds nothing.
+    """
+    import asyncio
+
+    from completer.errors import CompleterError
+
+    target = _target(token, workflow_id, activity_id, run_id)
+    if correlation_key is not None:
+        if workflow_id or activity_id or run_id:
+            raise click.UsageError("give -k or the activity, not both.")
+    elif "task_token" not in target and not ("workflow_id" in target and "activity_id" in target):
+        raise click.UsageError("name the activity: -t TOKEN, or -w ID -a ID, or -k KEY.")
+    the_ledger = _shared_ledger()
+
+    async def go() -> Any:
+        try:
+            if correlation_key is not None:
+                registration = await the_ledger.registry.lookup(correlation_key)
+                buffered = await the_ledger.registry.peek_buffered(correlation_key)
+                if registration is None and buffered is None:
+                    return None
+                return {
+                    "correlation_key": correlation_key,
+                    "registration": registration.public() if registration else None,
+                    "buffered": (
+                        {
+                            "received_at": buffered.received_at,
+                            "origin": buffered.origin,
+                            "expires_at": buffered.expires_at,
+                        }
+                        if buffered
+                        else None
+                    ),
+                }
+            return await the_ledger.show(**target)
+        finally:
+            await the_ledger.close()
+
+    try:
+        _print_json(asyncio.run(go()))
+    except CompleterError as exc:
+        _exit_now(_report(exc))
+    _exit_now(0)
+
+
+@ledger.command(name="init")
+def ledger_init() -> None:
+    """Create the DynamoDB table COMPLETER_LEDGER names, for local use (Terraform does it
+    in a deployment): on-demand, key id, TTL attribute expiration. A Firestore collection
+    needs no set-up."""
+    from completer.errors import ConfigurationError
+    from completer.ledger import parse_ledger_url
+    from completer.settings import load_settings
+
+    try:
+        location = parse_ledger_url(load_settings().ledger)
+    except ConfigurationError as exc:
+        _fail_configuration(str(exc))
+    if location.kind != "dynamodb":
+        what = "is not set" if location.kind == "memory" else "is a Firestore collection"
+        click.echo(f"COMPLETER_LEDGER {what}: nothing to create.", err=True)
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from completer.ledger.dynamodb import create_table
+
+    try:
+        created = create_table(location.table)
+    except (BotoCoreError, ClientError) as exc:
+        _fail_configuration(f"cannot create the table {location.table}: {exc}")
+    _print_json({"table": location.table, "created": created})
+
+
 # --- the local stack --------------------------------------------------------------------
 
 

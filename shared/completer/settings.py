@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     data_converter: str | None = Field(
         default=None, validation_alias=_env("COMPLETER_DATA_CONVERTER")
     )
+    # The completion ledger (completer.ledger; docs/ledger.md).
+    ledger: str | None = Field(default=None, validation_alias=_env("COMPLETER_LEDGER"))
+    ledger_ttl_seconds: int = Field(
+        default=604_800, ge=1, le=315_360_000, validation_alias=_env("COMPLETER_LEDGER_TTL_SECONDS")
+    )
     cadence_address: str = Field(
         default="localhost:7833", min_length=1, validation_alias=_env("CADENCE_ADDRESS")
     )
@@ -169,6 +174,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be an SQS queue URL, https://sqs.<region>.amazonaws.com/<account>/<queue>"
             )
+        return value
+
+    @field_validator("ledger", mode="before")
+    @classmethod
+    def _ledger_url(cls, value: object) -> object:
+        from completer.ledger import parse_ledger_url
+
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            parse_ledger_url(value)
         return value
 
     @field_validator("data_converter")

@@ -26,8 +26,8 @@ from tests.support.services import free_port, missing_service, running, wait_for
 PROJECT = "completer-test"
 
 
-def emulator_binary() -> Path | None:
-    """The emulator shipped with the installed Google Cloud CLI, if any."""
+def sdk_root() -> Path | None:
+    """The installed Google Cloud CLI's SDK root, if any."""
     gcloud = shutil.which("gcloud")
     if gcloud is None:
         return None
@@ -41,8 +41,15 @@ def emulator_binary() -> Path | None:
         )
     except (subprocess.SubprocessError, OSError):
         return None
-    binary = Path(done.stdout.strip()) / "platform" / "pubsub-emulator" / "bin"
-    binary /= "cloud-pubsub-emulator"
+    return Path(done.stdout.strip())
+
+
+def emulator_binary() -> Path | None:
+    """The emulator shipped with the installed Google Cloud CLI, if any."""
+    root = sdk_root()
+    if root is None:
+        return None
+    binary = root / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
     return binary if binary.exists() else None
 
 

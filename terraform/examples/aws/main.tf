@@ -27,4 +27,7 @@ module "completer" {
   filter_prefix = var.filter_prefix
   filter_suffix = var.filter_suffix
   delivery      = var.delivery
+
+  # The completion ledger: repeated deliveries get the first answer (docs/ledger.md).
+  create_ledger = true
 }

@@ -26,4 +26,7 @@ module "completer" {
 
   pubsub_source_archive = "${path.root}/../../../dist/gcp-pubsub.zip"
   pubsub_secrets        = { for name, secret in var.pubsub_secrets : name => { secret = secret } }
+
+  # The completion ledger: repeated deliveries get the first answer (docs/ledger.md).
+  create_ledger = true
 }

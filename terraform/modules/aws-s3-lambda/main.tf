@@ -13,8 +13,14 @@ locals {
   secret_environment = { for name, arn in var.secret_arns : "${name}_SECRET_ARN" => arn }
   environment = merge(var.environment_variables, local.secret_environment, {
     COMPLETER_BACKEND = var.backend
-  })
+  }, local.ledger_environment)
   kms_key_arns = compact(concat(var.secrets_kms_key_arns, [var.kms_key_arn]))
+}
+
+# --- Completion ledger (locals) ----------------------------------------------------------
+locals {
+  ledger_table       = coalesce(var.ledger_table_name, "${var.name}-ledger")
+  ledger_environment = var.create_ledger ? { COMPLETER_LEDGER = "dynamodb://${local.ledger_table}" } : {}
 }
 
 # --- Identity ----------------------------------------------------------------------------
@@ -85,6 +91,15 @@ data "aws_iam_policy_document" "this" {
       sid       = "SendFailedEvents"
       actions   = ["sqs:SendMessage"]
       resources = [aws_sqs_queue.dead_letter.arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.create_ledger ? [1] : []
+    content {
+      sid       = "UseLedger"
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+      resources = [aws_dynamodb_table.ledger[0].arn]
     }
   }
 
@@ -309,4 +324,37 @@ resource "aws_s3_bucket_notification" "this" {
   }
 
   depends_on = [aws_sqs_queue_policy.events, aws_lambda_permission.bucket]
+}
+
+# --- Completion ledger -----------------------------------------------------------------------
+# What the function carried out (docs/ledger.md): aws-lambda-powertools' idempotency table
+# layout, key `id`, TTL attribute `expiration` (epoch seconds), billed per request.
+
+resource "aws_dynamodb_table" "ledger" {
+  count = var.create_ledger ? 1 : 0
+
+  name                        = local.ledger_table
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "id"
+  deletion_protection_enabled = var.ledger_deletion_protection
+  tags                        = var.tags
+
+  attribute {
+    name = "id"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "expiration"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = var.kms_key_arn
+  }
 }

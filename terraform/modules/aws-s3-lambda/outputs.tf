@@ -32,3 +32,13 @@ output "dead_letter_queue_arn" {
   description = "ARN of the dead-letter queue."
   value       = aws_sqs_queue.dead_letter.arn
 }
+
+output "ledger_table_arn" {
+  description = "ARN of the ledger's DynamoDB table (null without a ledger)."
+  value       = one(aws_dynamodb_table.ledger[*].arn)
+}
+
+output "ledger" {
+  description = "The COMPLETER_LEDGER the function uses (null without a ledger)."
+  value       = lookup(local.ledger_environment, "COMPLETER_LEDGER", null)
+}

@@ -186,3 +186,23 @@ variable "state_machine_task_resources" {
   description = "Resources for states:SendTaskSuccess/Failure/Heartbeat when backend is stepfunctions. Callback (.waitForTaskToken) tokens cannot be scoped by IAM and need [\"*\"]; activity tokens can be scoped to activity ARNs."
   default     = ["*"]
 }
+
+# --- Completion ledger -----------------------------------------------------------------
+
+variable "create_ledger" {
+  type        = bool
+  description = "Keep a completion ledger in DynamoDB (COMPLETER_LEDGER): repeated deliveries get the first answer on every instance. Creates an on-demand table and lets the function read and write its items."
+  default     = false
+}
+
+variable "ledger_table_name" {
+  type        = string
+  description = "Name of the ledger's DynamoDB table. Default: <name>-ledger."
+  default     = null
+}
+
+variable "ledger_deletion_protection" {
+  type        = bool
+  description = "Protect the ledger table from deletion (turn off before destroying the module)."
+  default     = true
+}

@@ -8,7 +8,7 @@ locals {
 
   common_environment = merge(var.environment_variables, {
     COMPLETER_BACKEND = var.backend
-  })
+  }, local.ledger_environment)
   # Private: IAM guards the HTTP function, so unsigned JSON requests are allowed unless the
   # caller says otherwise; public: never (signing secrets then decide, links carry their own).
   http_environment = merge(
@@ -29,6 +29,17 @@ locals {
   pubsub_secret_grants = var.create_pubsub_function ? {
     for name, ref in var.pubsub_secrets : name => ref.secret
   } : {}
+}
+
+# --- Completion ledger (locals) ----------------------------------------------------------
+locals {
+  ledger_collection  = coalesce(var.ledger_collection, "${var.name_prefix}-ledger")
+  ledger_environment = var.create_ledger ? { COMPLETER_LEDGER = "firestore://${var.ledger_database}/${local.ledger_collection}" } : {}
+  # Each function's identity may read and write the ledger's database, and no other.
+  ledger_members = var.create_ledger ? merge(
+    var.create_http_function ? { http = google_service_account.http[0].member } : {},
+    var.create_pubsub_function ? { pubsub = google_service_account.pubsub[0].member } : {},
+  ) : {}
 }
 
 data "google_project" "this" {
@@ -322,4 +333,37 @@ resource "google_cloud_run_service_iam_member" "pubsub_trigger_invoker" {
   service  = google_cloudfunctions2_function.pubsub[0].name # the service is named like the function
   role     = "roles/run.invoker"
   member   = google_service_account.pubsub_trigger[0].member
+}
+
+# --- Completion ledger -----------------------------------------------------------------------
+# The functions keep what they carried out in a Firestore collection (docs/ledger.md). The
+# database must exist (Firestore native mode); a collection needs no creation, only its TTL
+# policy, which deletes a record once its `expiration` timestamp has passed.
+
+resource "google_firestore_field" "ledger_expiration" {
+  count = var.create_ledger ? 1 : 0
+
+  project    = var.project_id
+  database   = var.ledger_database
+  collection = local.ledger_collection
+  field      = "expiration"
+
+  ttl_config {}
+
+  # The ledger reads records by ID only: no single-field index on the expiry (cheaper writes).
+  index_config {}
+}
+
+resource "google_project_iam_member" "ledger" {
+  for_each = local.ledger_members
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = each.value
+
+  condition {
+    title       = "${var.name_prefix}-ledger-only"
+    description = "Only the completion ledger's Firestore database."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${var.ledger_database}\""
+  }
 }

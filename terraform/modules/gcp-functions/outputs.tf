@@ -47,3 +47,8 @@ output "source_bucket" {
   description = "Bucket holding the uploaded source archives."
   value       = local.source_bucket
 }
+
+output "ledger" {
+  description = "The COMPLETER_LEDGER the functions use (null without a ledger)."
+  value       = lookup(local.ledger_environment, "COMPLETER_LEDGER", null)
+}

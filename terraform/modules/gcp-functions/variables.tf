@@ -267,3 +267,28 @@ variable "pubsub_max_instances" {
   description = "Upper bound of Pub/Sub function instances."
   default     = 10
 }
+
+# --- Completion ledger -----------------------------------------------------------------
+
+variable "create_ledger" {
+  type        = bool
+  description = "Keep a completion ledger in Firestore (COMPLETER_LEDGER): repeated deliveries get the first answer on every instance. Creates the collection's TTL policy and grants both functions roles/datastore.user on the database."
+  default     = false
+}
+
+variable "ledger_database" {
+  type        = string
+  description = "Firestore database (native mode, already created) that holds the ledger; \"(default)\" is the project's default database."
+  default     = "(default)"
+}
+
+variable "ledger_collection" {
+  type        = string
+  description = "Firestore collection of the ledger's records. Default: <name_prefix>-ledger."
+  default     = null
+
+  validation {
+    condition     = var.ledger_collection == null || can(regex("^[A-Za-z0-9_-]{1,100}$", var.ledger_collection))
+    error_message = "ledger_collection must be 1 to 100 letters, digits, '_' or '-'."
+  }
+}
