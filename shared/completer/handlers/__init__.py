@@ -1,0 +1,1 @@
+"""Trigger handlers: parse an event, carry out its requests, answer the platform."""

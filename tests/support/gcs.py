@@ -1,0 +1,60 @@
+"""gcp-storage-emulator (PyPI) as a real process on a free 127.0.0.1 port, and clients for it.
+
+google-cloud-storage reaches it through ``STORAGE_EMULATOR_HOST``: the functions under test
+get that variable; this process's clients are given the endpoint explicitly instead, so the
+test process's environment is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+import google.cloud.storage as storage
+
+from tests.support.services import free_port, missing_service, running, venv_tool, wait_for_port
+
+PROJECT = "completer-test"
+
+
+@dataclass
+class GcsEmulator:
+    """A running emulator: its ``STORAGE_EMULATOR_HOST`` value and a client bound to it."""
+
+    host: str
+
+    @property
+    def client(self) -> storage.Client:
+        """A new storage client for the emulator (anonymous, like the emulator expects)."""
+        return storage.Client(
+            project=PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=self.host),
+        )
+
+    def bucket(self, prefix: str = "drop") -> storage.Bucket:
+        """Create a fresh bucket."""
+        return self.client.create_bucket(f"{prefix}-{uuid.uuid4().hex[:10]}")
+
+    def env(self) -> dict[str, str]:
+        """Environment that points a subprocess's google-cloud-storage at the emulator."""
+        return {"STORAGE_EMULATOR_HOST": self.host, "GOOGLE_CLOUD_PROJECT": PROJECT}
+
+
+@contextlib.contextmanager
+def gcs_emulator(tmp_dir: Path) -> Iterator[GcsEmulator]:
+    """Start gcp-storage-emulator in memory on a free port; kill it at the end."""
+    binary = venv_tool("gcp-storage-emulator")
+    if binary is None:
+        missing_service("gcp-storage-emulator is not installed (pip install gcp-storage-emulator)")
+    assert binary is not None
+    port = free_port()
+    argv = [binary, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"]
+    with running(argv, log_path=tmp_dir / "gcs-emulator.log") as process:
+        wait_for_port(port, timeout=60, process=process)
+        yield GcsEmulator(host=f"http://127.0.0.1:{port}")
