@@ -15,7 +15,7 @@ from pathlib import Path
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-import google.cloud.storage as storage
+from google.cloud.storage import Bucket, Client
 
 from tests.support.services import free_port, missing_service, running, venv_tool, wait_for_port
 
@@ -29,15 +29,15 @@ class GcsEmulator:
     host: str
 
     @property
-    def client(self) -> storage.Client:
+    def client(self) -> Client:
         """A new storage client for the emulator (anonymous, like the emulator expects)."""
-        return storage.Client(
+        return Client(
             project=PROJECT,
             credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=self.host),
         )
 
-    def bucket(self, prefix: str = "drop") -> storage.Bucket:
+    def bucket(self, prefix: str = "drop") -> Bucket:
         """Create a fresh bucket."""
         return self.client.create_bucket(f"{prefix}-{uuid.uuid4().hex[:10]}")
 
