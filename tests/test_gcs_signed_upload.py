@@ -23,49 +23,39 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import pytest
 import requests
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.storage import Client
-from google.oauth2 import service_account
 
 from completer.activity import gcs_signed_upload
 from completer.errors import InvalidRequest
 from completer.tokens import encode_token
-from tests.support.gcs import GcsEmulator, gcs_emulator
+from tests.support.gcs import GcsEmulator, gcs_emulator, service_account_key, signing_client
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = encode_token(b"partner upload token")
 
 
 @pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def generated() -> tuple[rsa.RSAPrivateKey, dict[str, str]]:
+    return service_account_key()
 
 
 @pytest.fixture(scope="module")
-def key_info(key: rsa.RSAPrivateKey) -> dict[str, str]:
+def key(generated: tuple[rsa.RSAPrivateKey, dict[str, str]]) -> rsa.RSAPrivateKey:
+    return generated[0]
+
+
+@pytest.fixture(scope="module")
+def key_info(generated: tuple[rsa.RSAPrivateKey, dict[str, str]]) -> dict[str, str]:
     """A service-account key file's content, for a key made for this test only."""
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": "completer-test",
-        "private_key_id": "0123456789abcdef",
-        "private_key": pem,
-        "client_email": "uploads@completer-test.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
+    return generated[1]
 
 
 @pytest.fixture(scope="module")
 def client(key_info: dict[str, str]) -> Client:
-    credentials = service_account.Credentials.from_service_account_info(key_info)
-    return Client(project="completer-test", credentials=credentials)
+    return signing_client(key_info)
 
 
 @pytest.fixture(scope="module")

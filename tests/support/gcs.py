@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.storage import Bucket, Client
@@ -58,3 +60,33 @@ def gcs_emulator(tmp_dir: Path) -> Iterator[GcsEmulator]:
     with running(argv, log_path=tmp_dir / "gcs-emulator.log") as process:
         wait_for_port(port, timeout=60, process=process)
         yield GcsEmulator(host=f"http://127.0.0.1:{port}")
+
+
+def service_account_key(
+    email: str = "uploads@completer-test.iam.gserviceaccount.com",
+) -> tuple[rsa.RSAPrivateKey, dict[str, str]]:
+    """A fresh RSA key and the service-account key file content for it (tests only)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "0123456789abcdef",
+        "private_key": pem,
+        "client_email": email,
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    return key, info
+
+
+def signing_client(info: dict[str, str]) -> Client:
+    """A storage client whose service-account key signs URLs (it never calls Google)."""
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_info(info)
+    return Client(project=PROJECT, credentials=credentials)
