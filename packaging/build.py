@@ -5,11 +5,11 @@
 
 Artefacts:
 
-- ``gcp-http.zip``, ``gcp-pubsub.zip`` and ``gcp-gcs.zip``: Cloud Functions (2nd gen, ``python312``) source
-  archives: the function's ``main.py`` at the root, the ``completer`` package vendored, and a
-  ``requirements.txt`` pinned to the versions installed in the building environment (the
-  whole dependency closure, so the deployed function runs what the tests ran). Cloud Build
-  installs the requirements at deploy time.
+- ``gcp-http.zip``, ``gcp-pubsub.zip`` and ``gcp-gcs.zip``: Cloud Functions (2nd gen,
+  ``python312``) source archives: the function's ``main.py`` at the root, the ``completer``
+  package vendored, and a ``requirements.txt`` pinned to the versions installed in the
+  building environment (the whole dependency closure, so the deployed function runs what the
+  tests ran). Cloud Build installs the requirements at deploy time.
 - ``aws-s3.zip``: a Lambda (``python3.12``) deployment package with ``main.py`` (handler
   ``main.handler``), ``completer`` and the dependencies installed for the Lambda platform
   (``pip install --platform manylinux2014_<arch> --only-binary=:all:``). boto3 is bundled,

@@ -141,6 +141,9 @@ def finalized_object(event: CloudEventLike) -> GcsObject | None:
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
         ):
             raise InvalidRequest("the event's metadata must map strings to strings.")
+        if not all(_is_utf8(text) for text in (bucket, name, *metadata, *metadata.values())):
+            # Cloud Storage names are UTF-8; a lone surrogate could not even be logged.
+            raise InvalidRequest("the event's bucket, name and metadata must be valid UTF-8.")
     except KeyError as exc:
         raise InvalidRequest(f"the storage event has no {exc.args[0]!r}.") from None
     content_type = data.get(DATA_CONTENT_TYPE)
@@ -171,6 +174,14 @@ def event_data(event: CloudEventLike) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise InvalidRequest("the storage event's data is not a JSON object.")
     return data
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _int64(value: Any, name: str) -> int:

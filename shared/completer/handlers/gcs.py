@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from completer.client import describe_activity
+from completer.deadletter import MAX_ATTRIBUTE_VALUE_BYTES
 from completer.errors import (
     ActivityNotFound,
     CompleterError,
@@ -163,7 +164,7 @@ class GcsHandler:
                 fields["dead_letter_message_id"] = await asyncio.to_thread(
                     self.dead_letters.publish,
                     data,
-                    {"source": fields["source"]} if "source" in fields else {},
+                    {"source": _attribute(fields["source"])} if "source" in fields else {},
                     error=exc,
                     source_message_id=event_id(event),
                 )
@@ -173,6 +174,14 @@ class GcsHandler:
         logger.warning(
             "upload not completed; acknowledged, not retried", extra=_log(fields, exc.code)
         )
+
+
+def _attribute(text: str) -> str:
+    # Pub/Sub refuses attribute values over 1024 bytes; an object name alone may be that long.
+    encoded = text.encode("utf-8")
+    if len(encoded) <= MAX_ATTRIBUTE_VALUE_BYTES:
+        return text
+    return encoded[: MAX_ATTRIBUTE_VALUE_BYTES - 3].decode("utf-8", "ignore") + "..."
 
 
 def _raw_data(event: CloudEventLike) -> bytes:
