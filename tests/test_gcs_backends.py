@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def sfn() -> Iterator[MotoStepFunctions]:
     yield from moto_stepfunctions()
 
 
-def upload(gcs: GcsEmulator, name: str, content: bytes, metadata: dict[str, str]) -> dict:
+def upload(gcs: GcsEmulator, name: str, content: bytes, metadata: dict[str, str]) -> Any:
     bucket = gcs.bucket()
     blob = bucket.blob(name)
     blob.metadata = metadata
