@@ -137,6 +137,16 @@ async def test_a_long_name_fits_the_dead_letter_attribute_limit():
     assert attributes["source"].endswith("...")
 
 
+async def test_an_unbounded_event_id_is_cut_for_logs_and_the_dead_letter():
+    long_id = event()
+    long_id["id"] = "9" * 5000 + "\udc80"
+    gcs, letters = handler(Executor(), Reader(content=b"{nope"))
+    assert await gcs.handle(long_id) == "invalid_request"
+    [(_, _, _, source)] = letters.published
+    assert len(source.encode()) <= 256
+    assert source.startswith("999")
+
+
 async def test_a_lone_surrogate_is_refused_before_anything_is_read():
     executor, reader = Executor(), Reader()
     gcs, letters = handler(executor, reader)

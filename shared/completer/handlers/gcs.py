@@ -49,6 +49,8 @@ __all__ = ["TRIGGER", "GcsHandler", "ObjectReader", "SyncExecutor"]
 logger = logging.getLogger("completer.gcs")
 
 TRIGGER = "gcs"
+# Eventarc's event ids are short decimal numbers; anything longer is cut in logs.
+MAX_LOGGED_ID_BYTES = 256
 
 
 class ObjectReader(Protocol):
@@ -115,7 +117,11 @@ class GcsHandler:
             TransientError: Reading the object or calling the engine may succeed later
                 (also when the dead letter could not be published).
         """
-        fields: dict[str, Any] = {"event_id": event_id(event), "event_type": event_type(event)}
+        # Both are the sender's text: bounded before they reach a log or an attribute.
+        fields: dict[str, Any] = {
+            "event_id": _bounded(event_id(event), MAX_LOGGED_ID_BYTES),
+            "event_type": _bounded(event_type(event), MAX_LOGGED_ID_BYTES),
+        }
         request: CompletionRequest | None = None
         try:
             obj = finalized_object(event)
@@ -164,9 +170,9 @@ class GcsHandler:
                 fields["dead_letter_message_id"] = await asyncio.to_thread(
                     self.dead_letters.publish,
                     data,
-                    {"source": _attribute(fields["source"])} if "source" in fields else {},
+                    {"source": _bounded(fields["source"])} if "source" in fields else {},
                     error=exc,
-                    source_message_id=event_id(event),
+                    source_message_id=fields["event_id"],
                 )
             except InternalError:
                 logger.exception("dead letter failed", extra=_log(fields, exc.code))
@@ -176,12 +182,13 @@ class GcsHandler:
         )
 
 
-def _attribute(text: str) -> str:
-    # Pub/Sub refuses attribute values over 1024 bytes; an object name alone may be that long.
-    encoded = text.encode("utf-8")
-    if len(encoded) <= MAX_ATTRIBUTE_VALUE_BYTES:
-        return text
-    return encoded[: MAX_ATTRIBUTE_VALUE_BYTES - 3].decode("utf-8", "ignore") + "..."
+def _bounded(text: str, limit: int = MAX_ATTRIBUTE_VALUE_BYTES) -> str:
+    # Pub/Sub refuses attribute values over 1024 bytes (an object name alone may be that long)
+    # and text it cannot encode; either would fail the dead letter on every retry.
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return encoded.decode("utf-8")
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
 def _raw_data(event: CloudEventLike) -> bytes:
