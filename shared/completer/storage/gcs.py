@@ -90,11 +90,15 @@ class GcsReader:
     Args:
         client: A ``google.cloud.storage.Client``; by default one from the environment
             (Application Default Credentials, or ``STORAGE_EMULATOR_HOST``).
+        deadline: Seconds one read may take, its retries of transient failures included.
     """
 
-    def __init__(self, client: Client | None = None) -> None:
+    def __init__(
+        self, client: Client | None = None, *, deadline: float = READ_DEADLINE_SECONDS
+    ) -> None:
         self._client = client
         self._lock = threading.Lock()
+        self.deadline = deadline
 
     @property
     def client(self) -> Client:
@@ -127,8 +131,8 @@ class GcsReader:
                 start=0,
                 end=limit,
                 checksum=None,
-                timeout=READ_DEADLINE_SECONDS / 2,
-                retry=DEFAULT_RETRY.with_timeout(READ_DEADLINE_SECONDS),
+                timeout=self.deadline / 2,
+                retry=DEFAULT_RETRY.with_timeout(self.deadline),
             )
         except Exception as exc:
             raise translate_gcs_error(exc, obj.source) from exc
