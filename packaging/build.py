@@ -1,15 +1,15 @@
 """Build the deployable artefacts of activity-completer into ``dist/``.
 
-    python packaging/build.py                      # all three artefacts
+    python packaging/build.py                      # all four artefacts
     python packaging/build.py --only aws-s3 --lambda-arch arm64 --lambda-backends stepfunctions
 
 Artefacts:
 
-- ``gcp-http.zip`` and ``gcp-pubsub.zip``: Cloud Functions (2nd gen, ``python312``) source
-  archives: the function's ``main.py`` at the root, the ``completer`` package vendored, and a
-  ``requirements.txt`` pinned to the versions installed in the building environment (the
-  whole dependency closure, so the deployed function runs what the tests ran). Cloud Build
-  installs the requirements at deploy time.
+- ``gcp-http.zip``, ``gcp-pubsub.zip`` and ``gcp-gcs.zip``: Cloud Functions (2nd gen,
+  ``python312``) source archives: the function's ``main.py`` at the root, the ``completer``
+  package vendored, and a ``requirements.txt`` pinned to the versions installed in the
+  building environment (the whole dependency closure, so the deployed function runs what the
+  tests ran). Cloud Build installs the requirements at deploy time.
 - ``aws-s3.zip``: a Lambda (``python3.12``) deployment package with ``main.py`` (handler
   ``main.handler``), ``completer`` and the dependencies installed for the Lambda platform
   (``pip install --platform manylinux2014_<arch> --only-binary=:all:``). boto3 is bundled,
@@ -88,7 +88,7 @@ class Artefact:
 
 
 def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
-    """The two Cloud Functions source archives."""
+    """The Cloud Functions source archives."""
     engines = tuple(p for b in backends for p in BACKEND_PACKAGES[b])
     return [
         Artefact(
@@ -116,6 +116,20 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
                 "functions-framework",
                 "google-cloud-pubsub",
                 "google-cloud-firestore",
+            ),
+            platform="gcp",
+        ),
+        Artefact(
+            name="gcp-gcs",
+            function="gcs",
+            # google-cloud-storage: reading the object (completer.storage.gcs);
+            # google-cloud-pubsub: dead letters (completer.deadletter).
+            packages=(
+                *CORE,
+                *engines,
+                "functions-framework",
+                "google-cloud-storage",
+                "google-cloud-pubsub",
             ),
             platform="gcp",
         ),
@@ -307,7 +321,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["gcp-http", "gcp-pubsub", "aws-s3"],
+        choices=["gcp-http", "gcp-pubsub", "gcp-gcs", "aws-s3"],
         help="build only these artefacts (repeatable); default: all",
     )
     parser.add_argument(
@@ -348,7 +362,7 @@ def backends_from(value: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the requested artefacts and print one line per artefact."""
     args = parse_args(argv)
-    wanted = set(args.only or ["gcp-http", "gcp-pubsub", "aws-s3"])
+    wanted = set(args.only or ["gcp-http", "gcp-pubsub", "gcp-gcs", "aws-s3"])
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     gcp_backends = backends_from(args.gcp_backends)

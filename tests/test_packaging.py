@@ -40,7 +40,7 @@ pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "packaging" / "build.py"
-FUNCTIONS = {"gcp-http": "http", "gcp-pubsub": "pubsub", "aws-s3": "s3"}
+FUNCTIONS = {"gcp-http": "http", "gcp-pubsub": "pubsub", "gcp-gcs": "gcs", "aws-s3": "s3"}
 REGION = "us-east-1"
 AWS_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -117,7 +117,7 @@ def find_python312() -> str | None:
 
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """All three artefacts, built once per session (wheels come from pip's cache)."""
+    """All the artefacts, built once per session (wheels come from pip's cache)."""
     out = tmp_path_factory.mktemp("dist")
     return out, build(out)
 
@@ -134,7 +134,7 @@ def python312() -> str:
 # --- what is inside ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["gcp-http", "gcp-pubsub"])
+@pytest.mark.parametrize("name", ["gcp-http", "gcp-pubsub", "gcp-gcs"])
 def test_gcp_archive_layout(dist, name: str):
     out, manifests = dist
     with zipfile.ZipFile(out / f"{name}.zip") as zf:
@@ -151,6 +151,8 @@ def test_gcp_archive_layout(dist, name: str):
         assert version == metadata.version(package), pin
     pinned = {pin.partition("==")[0] for pin in pins}
     assert {"functions-framework", "pydantic", "pydantic-settings", "temporalio"} <= pinned
+    if name == "gcp-gcs":
+        assert {"google-cloud-storage", "google-cloud-pubsub"} <= pinned
     assert manifests[name]["runtime"] == "python312"
     assert manifests[name]["entry_point"] == "complete"
 

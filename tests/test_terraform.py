@@ -59,6 +59,7 @@ SECRET_ARN_SUFFIX = "_SECRET_ARN"  # completer.secrets' variable-name suffix
 FUNCTION_RESOURCES = {
     ("gcp-functions", "google_cloudfunctions2_function", "http"): "http",
     ("gcp-functions", "google_cloudfunctions2_function", "pubsub"): "pubsub",
+    ("gcp-functions", "google_cloudfunctions2_function", "gcs"): "gcs",
     ("aws-s3-lambda", "aws_lambda_function", "this"): "s3",
     ("aws-http-lambda", "aws_lambda_function", "this"): "http_lambda",
 }
@@ -227,7 +228,8 @@ def test_provider_versions_are_pinned_to_a_range(directory: Path):
 def test_optional_parts_sit_behind_create_flags():
     gcp = merged(MODULES["gcp-functions"], "variable")
     for flag in ("create_http_function", "create_pubsub_function", "create_topic",
-                 "create_dead_letter_topic", "create_source_bucket"):  # fmt: skip
+                 "create_dead_letter_topic", "create_source_bucket", "create_gcs_function",
+                 "create_gcs_bucket", "grant_gcs_agent_publisher"):  # fmt: skip
         assert gcp[flag]["type"] == "${bool}" or gcp[flag]["type"] == "bool", flag
 
 
@@ -327,6 +329,51 @@ def test_pubsub_trigger_retries_and_dead_letters():
     publisher = resources[("google_pubsub_topic_iam_member", "dead_letter_publisher")]
     assert publisher["role"] == "roles/pubsub.publisher"
     assert "google_service_account.pubsub" in publisher["member"]
+
+
+def test_gcs_trigger_on_finalized_objects_retries_with_least_privilege():
+    module = MODULES["gcp-functions"]
+    resources = {(t, n): b for t, n, b in blocks(module, "resource")}
+    function = resources[("google_cloudfunctions2_function", "gcs")]
+    assert function["count"] == "${var.create_gcs_function ? 1 : 0}"
+    trigger = function["event_trigger"][0]
+    assert trigger["event_type"] == "google.cloud.storage.object.v1.finalized"
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert trigger["event_filters"] == [{"attribute": "bucket", "value": "${local.gcs_bucket}"}]
+    assert "google_service_account.gcs[0].email" in trigger["service_account_email"]
+    assert function["service_config"][0]["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    reader = resources[("google_storage_bucket_iam_member", "gcs_reader")]
+    assert (reader["bucket"], reader["role"]) == (
+        "${local.gcs_bucket}",
+        "roles/storage.objectViewer",
+    )
+    receiver = resources[("google_project_iam_member", "gcs_event_receiver")]
+    assert receiver["role"] == "roles/eventarc.eventReceiver"
+    invoker = resources[("google_cloud_run_service_iam_member", "gcs_trigger_invoker")]
+    assert invoker["role"] == "roles/run.invoker"
+    for grant in (reader, receiver, invoker):
+        assert "google_service_account.gcs[0].member" in grant["member"]
+    agent = resources[("google_project_iam_member", "gcs_agent_publisher")]
+    assert agent["role"] == "roles/pubsub.publisher"
+    assert "data.google_storage_project_service_account.this[0].member" in agent["member"]
+    data = {(t, n) for t, n, _ in blocks(module, "data")}
+    assert ("google_storage_project_service_account", "this") in data
+    dead_letters = resources[("google_pubsub_topic_iam_member", "gcs_dead_letter_publisher")]
+    assert "google_service_account.gcs[0].member" in dead_letters["member"]
+    environment = function_environment(module)[
+        ("gcp-functions", "google_cloudfunctions2_function", "gcs")
+    ]
+    assert {"COMPLETER_DEAD_LETTER_TOPIC", "COMPLETER_GCS_INLINE_MAX_BYTES"} <= environment
+
+
+def test_gcp_example_turns_the_gcs_function_on_with_one_variable():
+    example = EXAMPLES["gcp"]
+    [module] = [body for entry in load(example / "main.tf")["module"] for body in entry.values()]
+    assert module["create_gcs_function"] == "${var.gcs_uploads_bucket != null}"
+    assert module["gcs_bucket_name"] == "${var.gcs_uploads_bucket}"
+    assert module["gcs_source_archive"].endswith("dist/gcp-gcs.zip")
+    variable = merged(example, "variable")["gcs_uploads_bucket"]
+    assert variable["default"] is None
 
 
 def test_sqs_delivery_reports_batch_item_failures():

@@ -8,6 +8,8 @@ triggers read:
   links for the HTTP function (a link by IDs seals the run ID, looked up when not given);
 - :func:`presigned_upload`: a presigned S3 PUT URL that only accepts uploads carrying the
   task token, for the S3 function;
+- :func:`gcs_signed_upload`: a V4 signed Cloud Storage PUT URL that only accepts uploads
+  carrying the task token, for the Cloud Storage function;
 - :func:`pubsub_attributes`: message attributes for the Pub/Sub function's attribute form;
 - :func:`temporal_task_token`: the current Temporal activity's token as transport text.
 
@@ -29,6 +31,7 @@ from completer.models import Action
 from completer.tokens import decode_token, encode_token
 
 if TYPE_CHECKING:
+    from google.cloud.storage import Client as GcsClient
     from mypy_boto3_s3 import S3Client
     from temporalio.client import Client as TemporalClient
 
@@ -38,6 +41,8 @@ __all__ = [
     "PresignedUpload",
     "approval_links",
     "approval_links_async",
+    "gcs_metadata",
+    "gcs_signed_upload",
     "lookup_run_id",
     "presigned_upload",
     "pubsub_attributes",
@@ -60,7 +65,12 @@ S3_RUN_ID = "run-id"
 S3_ACTION = "action"
 S3_META_HEADER_PREFIX = "x-amz-meta-"
 
+# Cloud Storage custom metadata: the same names as S3's, sent as x-goog-meta-<name>.
+GCS_META_HEADER_PREFIX = "x-goog-meta-"
+
 DEFAULT_UPLOAD_EXPIRES_SECONDS = 3600
+# V4 signatures, S3's and Cloud Storage's, last at most 7 days.
+MAX_UPLOAD_EXPIRES_SECONDS = 7 * 24 * 3600
 DEFAULT_APPROVE_RESULT: dict[str, Any] = {"approved": True}
 DEFAULT_REJECT_ERROR: dict[str, Any] = {
     "message": "rejected",
@@ -195,6 +205,28 @@ def s3_metadata(
     )
 
 
+def gcs_metadata(
+    *,
+    task_token: str | None = None,
+    workflow_id: str | None = None,
+    activity_id: str | None = None,
+    run_id: str | None = None,
+    action: Action | str | None = None,
+) -> dict[str, str]:
+    """Cloud Storage custom metadata naming the activity, as ``Blob.metadata`` takes it.
+
+    Raises:
+        InvalidRequest: The activity is not named exactly one way, or the action is unknown.
+    """
+    return s3_metadata(
+        task_token=task_token,
+        workflow_id=workflow_id,
+        activity_id=activity_id,
+        run_id=run_id,
+        action=action,
+    )
+
+
 def _naming(
     target: _Target, action: Action | str | None, keys: tuple[str, str, str, str, str]
 ) -> dict[str, str]:
@@ -289,7 +321,7 @@ def presigned_upload(
         InvalidRequest: The activity is not named exactly one way.
         ValueError: ``expires_in`` is out of range, or the client did not sign with SigV4.
     """
-    if not 1 <= expires_in <= 7 * 24 * 3600:
+    if not 1 <= expires_in <= MAX_UPLOAD_EXPIRES_SECONDS:
         raise ValueError("expires_in must be between 1 second and 7 days (SigV4's limit).")
     metadata = s3_metadata(
         task_token=task_token,
@@ -327,6 +359,113 @@ def _check_signed(url: str, headers: dict[str, str]) -> None:
             "the task-token header: create it with "
             "boto3.client('s3', config=botocore.config.Config(signature_version='s3v4'))."
         )
+
+
+def gcs_signed_upload(
+    client: GcsClient,
+    *,
+    bucket: str,
+    name: str,
+    task_token: str | None = None,
+    workflow_id: str | None = None,
+    activity_id: str | None = None,
+    run_id: str | None = None,
+    action: Action | str | None = None,
+    expires_in: int = DEFAULT_UPLOAD_EXPIRES_SECONDS,
+    content_type: str | None = None,
+    service_account_email: str | None = None,
+    access_token: str | None = None,
+    api_access_endpoint: str | None = None,
+) -> PresignedUpload:
+    """A V4 signed Cloud Storage PUT URL whose upload must carry the task token as metadata.
+
+    The ``x-goog-meta-*`` headers are signed headers: Cloud Storage refuses the upload
+    (``SignatureDoesNotMatch``) when one is missing or different, so an object that lands
+    always names its activity. The Cloud Storage function then completes the activity with
+    the object (see docs/triggers/gcs.md).
+
+    Signing follows google-cloud-storage: with the client's service-account key when it has
+    one; otherwise (Cloud Run, GCE, workload identity) through the IAM ``signBlob`` API as
+    ``service_account_email`` with ``access_token``, which default to the client's own
+    credentials (the account needs ``roles/iam.serviceAccountTokenCreator`` on itself).
+
+    Args:
+        client: A ``google.cloud.storage.Client``.
+        bucket: The bucket the Cloud Storage function listens to.
+        name: The object name to upload to.
+        task_token: The activity's token; or give the IDs; or neither inside a Temporal
+            activity to use its own token.
+        workflow_id: With ``activity_id`` (+ ``run_id``), instead of a token.
+        activity_id: See ``workflow_id``.
+        run_id: See ``workflow_id``.
+        action: Optional ``action`` metadata (``fail`` makes the object the error).
+        expires_in: Seconds the URL stays valid (V4 allows at most 7 days).
+        content_type: When given, the upload must send exactly this ``Content-Type``.
+        service_account_email: Sign through IAM as this account (with ``access_token``).
+        access_token: An OAuth token allowed to call ``signBlob`` for that account.
+        api_access_endpoint: Where the URL points; by default the client's endpoint.
+
+    Returns:
+        The URL, method and the headers the uploader must send.
+
+    Raises:
+        InvalidRequest: The activity is not named exactly one way.
+        ValueError: ``expires_in`` is out of range, or the credentials cannot sign.
+    """
+    if not 1 <= expires_in <= MAX_UPLOAD_EXPIRES_SECONDS:
+        raise ValueError("expires_in must be between 1 second and 7 days (V4's limit).")
+    metadata = gcs_metadata(
+        task_token=task_token,
+        workflow_id=workflow_id,
+        activity_id=activity_id,
+        run_id=run_id,
+        action=action,
+    )
+    headers = {f"{GCS_META_HEADER_PREFIX}{key}": value for key, value in metadata.items()}
+    if service_account_email is None and access_token is None:
+        service_account_email, access_token = _iam_signer(client)
+    issued = int(time.time())
+    url: str = (
+        client.bucket(bucket)
+        .blob(name)
+        .generate_signed_url(
+            version="v4",
+            method="PUT",
+            expiration=expires_in,
+            headers=dict(headers),
+            content_type=content_type,
+            service_account_email=service_account_email,
+            access_token=access_token,
+            api_access_endpoint=api_access_endpoint,
+        )
+    )
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    signed = parse_qs(urlsplit(url).query).get("X-Goog-SignedHeaders", [""])[0].split(";")
+    if not {header.lower() for header in headers} <= set(signed):
+        raise ValueError("the signed URL does not require the metadata headers.")
+    return PresignedUpload(url=url, headers=headers, expires_at=issued + expires_in)
+
+
+def _iam_signer(client: GcsClient) -> tuple[str | None, str | None]:
+    # A key signs locally; credentials without one (metadata server, workload identity)
+    # sign through IAM signBlob as their own account, with a fresh access token.
+    from google.auth.credentials import Signing
+
+    credentials = client._credentials
+    if isinstance(credentials, Signing):
+        return None, None
+    if not hasattr(credentials, "service_account_email"):
+        raise ValueError(
+            "the storage client's credentials cannot sign: use a service-account key, or "
+            "pass service_account_email and access_token to sign through IAM signBlob."
+        )
+    from google.auth.transport.requests import Request
+
+    # Also resolves the metadata server's "default" account into its email.
+    credentials.refresh(Request())
+    email = str(credentials.service_account_email)
+    return email, str(credentials.token)
 
 
 @dataclass(frozen=True)

@@ -491,10 +491,29 @@ def link(
 Example (S3 settings from the AWS environment: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_S3):
   completer presign --bucket partner-drop --key orders/42.json \\
       --content-type application/json -w order-42 -a upload
+
+\b
+Cloud Storage (credentials from Application Default Credentials: a service-account key in
+GOOGLE_APPLICATION_CREDENTIALS signs locally; otherwise --service-account-email signs
+through the IAM signBlob API):
+  completer presign --gcs --bucket partner-drop --key orders/42.json \\
+      --content-type application/json -w order-42 -a upload
 """
 )
 @_target_options
-@click.option("--bucket", required=True, help="The bucket the S3 function listens to.")
+@click.option(
+    "--gcs",
+    is_flag=True,
+    help="A V4 signed Cloud Storage URL (x-goog-meta-* headers) instead of S3.",
+)
+@click.option(
+    "--service-account-email",
+    metavar="EMAIL",
+    help="With --gcs: sign through IAM signBlob as this account (needs Token Creator).",
+)
+@click.option(
+    "--bucket", required=True, help="The bucket the S3 or Cloud Storage function listens to."
+)
 @click.option("--key", required=True, help="Object key to upload to.")
 @click.option("--content-type", help="Require this Content-Type (e.g. application/json).")
 @click.option(
@@ -522,6 +541,8 @@ def presign(
     workflow_id: str | None,
     activity_id: str | None,
     run_id: str | None,
+    gcs: bool,
+    service_account_email: str | None,
     bucket: str,
     key: str,
     content_type: str | None,
@@ -529,15 +550,37 @@ def presign(
     expires_in: int,
     upload_file: str,
 ) -> None:
-    """Print a presigned S3 PUT URL for a partner's upload, with the headers to send.
+    """Print a presigned S3 (or, with --gcs, Cloud Storage) PUT URL for a partner's upload.
 
-    The URL requires the x-amz-meta-task-token header (or the ID headers): it is part of
-    the signature, so every object that lands names its activity. Prints url, method,
-    headers, expires_at and a ready-to-paste curl line.
+    The URL requires the x-amz-meta-task-token header (x-goog-meta-task-token with --gcs),
+    or the ID headers: they are part of the signature, so every object that lands names its
+    activity. Prints url, method, headers, expires_at and a ready-to-paste curl line.
     """
-    from completer.activity import presigned_upload
+    from completer.activity import gcs_signed_upload, presigned_upload
     from completer.errors import CompleterError
 
+    if service_account_email is not None and not gcs:
+        raise click.UsageError("--service-account-email goes with --gcs.")
+    if gcs:
+        client, access_token = _gcs_client(service_account_email)
+        try:
+            upload = gcs_signed_upload(
+                client,
+                bucket=bucket,
+                name=key,
+                **_target(token, workflow_id, activity_id, run_id),
+                action=action,
+                expires_in=expires_in,
+                content_type=content_type,
+                service_account_email=service_account_email,
+                access_token=access_token,
+            )
+        except CompleterError as exc:
+            _fail_with(exc)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+        _print_json({**upload.to_dict(), "curl": upload.curl(upload_file)})
+        return
     s3 = _s3_client()
     try:
         upload = presigned_upload(
@@ -571,6 +614,27 @@ def _s3_client() -> Any:
         return session.client("s3", config=Config(signature_version="s3v4"))
     except BotoCoreError as exc:
         _fail_configuration(f"cannot build the S3 client: {exc}")
+
+
+def _gcs_client(service_account_email: str | None) -> tuple[Any, str | None]:
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        from google.cloud.storage import Client
+
+        client = Client()
+        if service_account_email is None:
+            return client, None
+        from google.auth.transport.requests import Request
+
+        credentials = client._credentials
+        credentials.refresh(Request())
+        return client, str(credentials.token)
+    except (GoogleAuthError, OSError) as exc:
+        _fail_configuration(
+            f"cannot build the Cloud Storage client ({type(exc).__name__}): set "
+            "GOOGLE_APPLICATION_CREDENTIALS or run gcloud auth application-default login."
+        )
 
 
 @main.group()

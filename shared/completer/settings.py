@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     s3_inline_max_bytes: int = Field(
         default=262_144, ge=0, validation_alias=_env("COMPLETER_S3_INLINE_MAX_BYTES")
     )
+    gcs_inline_max_bytes: int = Field(
+        default=262_144, ge=0, validation_alias=_env("COMPLETER_GCS_INLINE_MAX_BYTES")
+    )
     identity: str = Field(
         default_factory=lambda: f"activity-completer@{socket.gethostname()}",
         min_length=1,

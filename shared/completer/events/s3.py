@@ -18,17 +18,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
 
-from completer.errors import InternalError, InvalidRequest, PayloadTooLarge
-from completer.models import Action, CompletionRequest, parse_json
+from completer.errors import InvalidRequest
+from completer.events.objects import (
+    META_ACTION,
+    META_ACTIVITY_ID,
+    META_RUN_ID,
+    META_TASK_TOKEN,
+    META_WORKFLOW_ID,
+    action_of,
+    build_request,
+    is_json_object,
+    read_limit,
+)
+from completer.models import parse_json
 
 __all__ = [
+    "META_ACTION",
+    "META_ACTIVITY_ID",
+    "META_RUN_ID",
+    "META_TASK_TOKEN",
+    "META_WORKFLOW_ID",
     "ObjectNotification",
     "StoredObject",
+    "action_of",
     "build_request",
     "is_sqs_event",
     "message_notifications",
@@ -55,28 +72,6 @@ EVENTBRIDGE_OBJECT_CREATED = "Object Created"
 SNS_TYPE_FIELD = "Type"
 SNS_NOTIFICATION = "Notification"
 SNS_MESSAGE_FIELD = "Message"
-
-# User metadata naming the activity (ours, CONTRACT §6); S3 sends it as x-amz-meta-<name> and
-# returns the names lowercased, so these are the whole spelling.
-META_TASK_TOKEN = "task-token"  # noqa: S105 - a metadata name, not a secret
-META_WORKFLOW_ID = "workflow-id"
-META_ACTIVITY_ID = "activity-id"
-META_RUN_ID = "run-id"
-META_ACTION = "action"
-_META_FIELDS = {
-    META_TASK_TOKEN: "task_token",
-    META_WORKFLOW_ID: "workflow_id",
-    META_ACTIVITY_ID: "activity_id",
-    META_RUN_ID: "run_id",
-}
-
-# What makes an object JSON (CONTRACT §6): its media type (RFC 8259, or an RFC 6839 `+json`
-# suffix) or its key's extension.
-JSON_MEDIA_TYPE = "application/json"
-JSON_MEDIA_SUFFIX = "+json"
-JSON_KEY_SUFFIX = ".json"
-
-_READ_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +127,13 @@ class StoredObject:
         """``s3://bucket/key``."""
         return f"s3://{self.bucket}/{self.key}"
 
+    # How an uploader sets the metadata (the content rules name it in their refusals).
+    metadata_header_prefix: ClassVar[str] = "x-amz-meta-"
+
     @property
     def is_json(self) -> bool:
         """Whether the object is JSON: by its Content-Type, or by a ``.json`` key."""
-        media_type = (self.content_type or "").split(";", 1)[0].strip().lower()
-        return (
-            media_type == JSON_MEDIA_TYPE
-            or media_type.endswith(JSON_MEDIA_SUFFIX)
-            or self.key.lower().endswith(JSON_KEY_SUFFIX)
-        )
+        return is_json_object(self.content_type, self.key)
 
     def reference(self) -> dict[str, Any]:
         """The result for an object that is not passed inline (CONTRACT §6)."""
@@ -267,98 +260,3 @@ def _log_ignored(event_name: str, bucket: str, key: str) -> None:
         "event ignored: not an object-created event",
         extra={"completer": {"event": event_name, "bucket": bucket, "key": unquote_plus(key)}},
     )
-
-
-# --- object -> completion request (pure) ----------------------------------------------------
-
-
-def action_of(obj: StoredObject) -> Action:
-    """The action the object's metadata asks for (``complete`` when it says none).
-
-    Raises:
-        InvalidRequest: The ``action`` metadata is not one of the four actions.
-    """
-    value = obj.metadata.get(META_ACTION, "").strip().lower()
-    if not value:
-        return Action.COMPLETE
-    try:
-        return Action(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"metadata '{META_ACTION}' must be one of {', '.join(a.value for a in Action)}."
-        ) from None
-
-
-def read_limit(obj: StoredObject, *, inline_max_bytes: int, payload_max_bytes: int) -> int | None:
-    """How many bytes of the object the request needs read, or None when the content is unused.
-
-    A completion passes a JSON object inline only up to ``inline_max_bytes``; anything else is
-    a reference and its content is never read. Other actions read at most the engine's
-    payload limit.
-
-    Raises:
-        InvalidRequest: The ``action`` metadata is wrong.
-    """
-    if action_of(obj) is Action.COMPLETE:
-        if obj.is_json and obj.size <= inline_max_bytes:
-            return inline_max_bytes
-        return None
-    return payload_max_bytes
-
-
-def build_request(
-    obj: StoredObject,
-    content: bytes | None,
-    *,
-    inline_max_bytes: int,
-    payload_max_bytes: int,
-) -> CompletionRequest:
-    """The completion request an uploaded object makes (CONTRACT §6).
-
-    Args:
-        obj: The object's metadata.
-        content: Its content as read with the cap :func:`read_limit` gave (at most one byte
-            over it), or None when :func:`read_limit` said the content is unused.
-        inline_max_bytes: ``COMPLETER_S3_INLINE_MAX_BYTES``.
-        payload_max_bytes: The engine's payload limit (error and details objects).
-
-    Raises:
-        InvalidRequest: The metadata does not name an activity, or the content is not the
-            JSON the action needs.
-        PayloadTooLarge: The error or details object is over the payload limit.
-    """
-    action = action_of(obj)
-    fields: dict[str, Any] = {
-        field: obj.metadata[name].strip()
-        for name, field in _META_FIELDS.items()
-        if name in obj.metadata
-    }
-    if not fields:
-        raise InvalidRequest(
-            f"{obj.uri} has no user metadata naming the activity: set "
-            f"x-amz-meta-{META_TASK_TOKEN}, or x-amz-meta-{META_WORKFLOW_ID} and "
-            f"x-amz-meta-{META_ACTIVITY_ID}."
-        )
-    fields["action"] = action.value
-    if action is Action.COMPLETE:
-        if content is None or len(content) > inline_max_bytes:
-            fields["result"] = obj.reference()
-        else:
-            fields["result"] = parse_json(content, what=f"the JSON object {obj.uri}")
-        return CompletionRequest.build(fields)
-    if content is None:
-        raise InternalError(f"the content of {obj.uri} was not read.")
-    if len(content) > payload_max_bytes:
-        raise PayloadTooLarge(
-            f"{obj.uri} is over the {payload_max_bytes}-byte payload limit of the engine."
-        )
-    if action is Action.FAIL:
-        error = parse_json(content, what=f"the error object {obj.uri}")
-        if not isinstance(error, Mapping):
-            raise InvalidRequest(
-                f"{obj.uri} must be a JSON object with a 'message' to fail the activity."
-            )
-        fields["error"] = error
-    elif content.strip():
-        fields["details"] = parse_json(content, what=f"the details object {obj.uri}")
-    return CompletionRequest.build(fields)

@@ -29,4 +29,10 @@ module "completer" {
 
   # The completion ledger: repeated deliveries get the first answer (docs/ledger.md).
   create_ledger = true
+
+  # Uploads to this bucket complete activities (it is created); null leaves the function out.
+  create_gcs_function = var.gcs_uploads_bucket != null
+  gcs_bucket_name     = var.gcs_uploads_bucket
+  gcs_source_archive  = "${path.root}/../../../dist/gcp-gcs.zip"
+  gcs_secrets         = { for name, secret in var.pubsub_secrets : name => { secret = secret } }
 }

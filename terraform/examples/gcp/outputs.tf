@@ -17,3 +17,8 @@ output "eventarc_trigger" {
   description = "The Pub/Sub function's Eventarc trigger."
   value       = module.completer.eventarc_trigger
 }
+
+output "gcs_bucket" {
+  description = "Uploads here complete activities (null without gcs_uploads_bucket)."
+  value       = module.completer.gcs_bucket
+}

@@ -49,3 +49,9 @@ variable "pubsub_secrets" {
   description = "Setting name => Secret Manager secret id for the Pub/Sub function."
   default     = {}
 }
+
+variable "gcs_uploads_bucket" {
+  type        = string
+  description = "Name of a new bucket whose uploads complete activities (the Cloud Storage function and its Eventarc trigger); null: no Cloud Storage function."
+  default     = null
+}

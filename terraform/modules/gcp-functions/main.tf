@@ -3,7 +3,7 @@ locals {
 
   topic_id = var.create_topic ? google_pubsub_topic.this[0].id : var.topic_id
   dead_letter_topic_id = (
-    var.create_dead_letter_topic ? google_pubsub_topic.dead_letter[0].id : var.dead_letter_topic_id
+    var.create_dead_letter_topic ? one(google_pubsub_topic.dead_letter[*].id) : var.dead_letter_topic_id
   )
 
   common_environment = merge(var.environment_variables, {
@@ -21,6 +21,14 @@ locals {
     local.common_environment,
     local.dead_letter_topic_id == null ? {} : { COMPLETER_DEAD_LETTER_TOPIC = local.dead_letter_topic_id },
   )
+  gcs_environment = merge(
+    local.pubsub_environment,
+    var.gcs_inline_max_bytes == null ? {} : { COMPLETER_GCS_INLINE_MAX_BYTES = tostring(var.gcs_inline_max_bytes) },
+  )
+
+  # The dead-letter topic serves the Pub/Sub and the Cloud Storage functions.
+  dead_letters_needed = var.create_pubsub_function || var.create_gcs_function
+  gcs_bucket          = var.create_gcs_function ? (var.create_gcs_bucket ? one(google_storage_bucket.uploads[*].name) : var.gcs_bucket_name) : null
 
   # One accessor grant per (function, secret) so each identity reads only its own secrets.
   http_secret_grants = var.create_http_function ? {
@@ -28,6 +36,9 @@ locals {
   } : {}
   pubsub_secret_grants = var.create_pubsub_function ? {
     for name, ref in var.pubsub_secrets : name => ref.secret
+  } : {}
+  gcs_secret_grants = var.create_gcs_function ? {
+    for name, ref in var.gcs_secrets : name => ref.secret
   } : {}
 }
 
@@ -39,6 +50,7 @@ locals {
   ledger_members = var.create_ledger ? merge(
     var.create_http_function ? { http = google_service_account.http[0].member } : {},
     var.create_pubsub_function ? { pubsub = google_service_account.pubsub[0].member } : {},
+    var.create_gcs_function ? { gcs = google_service_account.gcs[0].member } : {},
   ) : {}
 }
 
@@ -144,7 +156,7 @@ resource "google_pubsub_topic" "this" {
 }
 
 resource "google_pubsub_topic" "dead_letter" {
-  count = var.create_pubsub_function && var.create_dead_letter_topic ? 1 : 0
+  count = local.dead_letters_needed && var.create_dead_letter_topic ? 1 : 0
 
   project                    = var.project_id
   name                       = coalesce(var.dead_letter_topic_id, "${var.name_prefix}-dead-letter")
@@ -366,4 +378,185 @@ resource "google_project_iam_member" "ledger" {
     description = "Only the completion ledger's Firestore database."
     expression  = "resource.name == \"projects/${var.project_id}/databases/${var.ledger_database}\""
   }
+}
+
+# --- Cloud Storage function ------------------------------------------------------------------
+
+resource "google_storage_bucket" "uploads" {
+  count = var.create_gcs_function && var.create_gcs_bucket ? 1 : 0
+
+  project                     = var.project_id
+  name                        = var.gcs_bucket_name
+  location                    = coalesce(var.gcs_bucket_location, var.region)
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = var.labels
+
+  # Versions keep an upload readable at its event's generation when the name is reused.
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.gcs_noncurrent_version_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  #checkov:skip=CKV_GCP_62:Access logs of an upload drop add cost; Cloud Audit Logs (data access) record reads and writes when enabled.
+}
+
+resource "google_storage_bucket_object" "gcs" {
+  count = var.create_gcs_function ? 1 : 0
+
+  name   = "gcp-gcs-${filemd5(var.gcs_source_archive)}.zip"
+  bucket = var.create_source_bucket ? google_storage_bucket.source[0].name : local.source_bucket
+  source = var.gcs_source_archive
+}
+
+resource "google_service_account" "gcs" {
+  count = var.create_gcs_function ? 1 : 0
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-gcs"
+  display_name = "activity-completer Cloud Storage function"
+  description  = "Runs the Cloud Storage function and receives its Eventarc events; reads only the upload bucket."
+
+  lifecycle {
+    precondition {
+      condition     = var.gcs_bucket_name != null && var.gcs_source_archive != null
+      error_message = "create_gcs_function needs gcs_bucket_name (the upload bucket) and gcs_source_archive (dist/gcp-gcs.zip)."
+    }
+  }
+}
+
+resource "google_storage_bucket_iam_member" "gcs_reader" {
+  count = var.create_gcs_function ? 1 : 0
+
+  bucket = local.gcs_bucket
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.gcs[0].member
+}
+
+# An Eventarc trigger's identity must hold eventReceiver in the project (Eventarc docs).
+resource "google_project_iam_member" "gcs_event_receiver" {
+  count = var.create_gcs_function ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.gcs[0].member
+}
+
+resource "google_secret_manager_secret_iam_member" "gcs" {
+  for_each = local.gcs_secret_grants
+
+  project   = var.project_id
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.gcs[0].member
+}
+
+resource "google_pubsub_topic_iam_member" "gcs_dead_letter_publisher" {
+  count = var.create_gcs_function && local.dead_letter_topic_id != null ? 1 : 0
+
+  project = var.project_id
+  topic   = local.dead_letter_topic_id
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.gcs[0].member
+}
+
+# Cloud Storage publishes its events to Pub/Sub for Eventarc as the project's service agent.
+data "google_storage_project_service_account" "this" {
+  count = var.create_gcs_function && var.grant_gcs_agent_publisher ? 1 : 0
+
+  project = var.project_id
+}
+
+resource "google_project_iam_member" "gcs_agent_publisher" {
+  count = var.create_gcs_function && var.grant_gcs_agent_publisher ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = data.google_storage_project_service_account.this[0].member
+}
+
+resource "google_cloudfunctions2_function" "gcs" {
+  count = var.create_gcs_function ? 1 : 0
+
+  project     = var.project_id
+  location    = var.region
+  name        = "${var.name_prefix}-gcs"
+  description = "Completes waiting workflow activities from Cloud Storage uploads (activity-completer)."
+  labels      = var.labels
+
+  build_config {
+    runtime         = var.runtime
+    entry_point     = "complete"
+    service_account = var.build_service_account
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket_object.gcs[0].bucket
+        object = google_storage_bucket_object.gcs[0].name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.gcs[0].email
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    available_memory                 = var.gcs_memory
+    available_cpu                    = var.gcs_cpu
+    timeout_seconds                  = var.gcs_timeout_seconds
+    max_instance_request_concurrency = var.gcs_concurrency
+    min_instance_count               = var.gcs_min_instances
+    max_instance_count               = var.gcs_max_instances
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.gcs_environment
+
+    dynamic "secret_environment_variables" {
+      for_each = var.gcs_secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
+      }
+    }
+  }
+
+  event_trigger {
+    # A Cloud Storage trigger lives in the bucket's location (a region, or us/eu/asia).
+    trigger_region        = lower(coalesce(var.gcs_trigger_region, var.gcs_bucket_location, var.region))
+    event_type            = "google.cloud.storage.object.v1.finalized"
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.gcs[0].email
+
+    event_filters {
+      attribute = "bucket"
+      value     = local.gcs_bucket
+    }
+  }
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.gcs,
+    google_storage_bucket_iam_member.gcs_reader,
+    google_project_iam_member.gcs_event_receiver,
+    google_project_iam_member.gcs_agent_publisher,
+    google_pubsub_topic_iam_member.gcs_dead_letter_publisher,
+  ]
+}
+
+resource "google_cloud_run_service_iam_member" "gcs_trigger_invoker" {
+  count = var.create_gcs_function ? 1 : 0
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.gcs[0].name # the service is named like the function
+  role     = "roles/run.invoker"
+  member   = google_service_account.gcs[0].member
 }

@@ -39,8 +39,8 @@ output "topic_id" {
 }
 
 output "dead_letter_topic_id" {
-  description = "Topic rejected messages are republished to (COMPLETER_DEAD_LETTER_TOPIC)."
-  value       = var.create_pubsub_function ? local.dead_letter_topic_id : null
+  description = "Topic rejected messages and refused uploads are published to (COMPLETER_DEAD_LETTER_TOPIC)."
+  value       = local.dead_letters_needed ? local.dead_letter_topic_id : null
 }
 
 output "source_bucket" {
@@ -51,4 +51,24 @@ output "source_bucket" {
 output "ledger" {
   description = "The COMPLETER_LEDGER the functions use (null without a ledger)."
   value       = lookup(local.ledger_environment, "COMPLETER_LEDGER", null)
+}
+
+output "gcs_function_name" {
+  description = "Name of the Cloud Storage function (null when not created)."
+  value       = one(google_cloudfunctions2_function.gcs[*].name)
+}
+
+output "gcs_service_account_email" {
+  description = "Identity the Cloud Storage function runs and receives events as."
+  value       = one(google_service_account.gcs[*].email)
+}
+
+output "gcs_bucket" {
+  description = "Bucket whose finalized objects complete activities (null when the function is off)."
+  value       = local.gcs_bucket
+}
+
+output "gcs_eventarc_trigger" {
+  description = "Eventarc trigger of the Cloud Storage function."
+  value       = one(google_cloudfunctions2_function.gcs[*].event_trigger[0].trigger)
 }

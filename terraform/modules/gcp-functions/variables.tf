@@ -292,3 +292,109 @@ variable "ledger_collection" {
     error_message = "ledger_collection must be 1 to 100 letters, digits, '_' or '-'."
   }
 }
+
+# --- Cloud Storage function ----------------------------------------------------------------
+
+variable "create_gcs_function" {
+  type        = bool
+  description = "Deploy the Cloud Storage function (functions/gcs, target complete) with an Eventarc trigger on finalized objects in the upload bucket."
+  default     = false
+}
+
+variable "gcs_source_archive" {
+  type        = string
+  description = "Path to the Cloud Storage function's source archive built by `make package` (dist/gcp-gcs.zip)."
+  default     = null
+}
+
+variable "gcs_bucket_name" {
+  type        = string
+  description = "The upload bucket whose finalized objects complete activities: the name to create (create_gcs_bucket), or an existing bucket's name."
+  default     = null
+}
+
+variable "create_gcs_bucket" {
+  type        = bool
+  description = "Create the upload bucket (private, uniform access, versioned); false to use an existing gcs_bucket_name."
+  default     = true
+}
+
+variable "gcs_bucket_location" {
+  type        = string
+  description = "Location of the upload bucket (a region, or a multi-region such as EU); default: region. The trigger is created in the same location."
+  default     = null
+}
+
+variable "gcs_trigger_region" {
+  type        = string
+  description = "Location of the Eventarc trigger when it differs from gcs_bucket_location (an existing bucket's location, e.g. us or europe-west1)."
+  default     = null
+}
+
+variable "gcs_noncurrent_version_days" {
+  type        = number
+  description = "Days a replaced upload's old version is kept in a created bucket before it is deleted."
+  default     = 30
+}
+
+variable "grant_gcs_agent_publisher" {
+  type        = bool
+  description = "Grant the project's Cloud Storage service agent roles/pubsub.publisher, which Eventarc's Cloud Storage triggers need (false when it is granted elsewhere)."
+  default     = true
+}
+
+variable "gcs_inline_max_bytes" {
+  type        = number
+  description = "COMPLETER_GCS_INLINE_MAX_BYTES: the largest JSON object passed inline as the result; null keeps the default (262144)."
+  default     = null
+}
+
+variable "gcs_secrets" {
+  type = map(object({
+    secret  = string
+    version = optional(string, "latest")
+  }))
+  description = "Environment variable name => Secret Manager secret for the Cloud Storage function, e.g. TEMPORAL_API_KEY."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.gcs_secrets) : can(regex("^(COMPLETER_|TEMPORAL_|CADENCE_)[A-Z0-9_]+$", k))])
+    error_message = "Secret names must be completer settings (COMPLETER_*, TEMPORAL_*, CADENCE_*)."
+  }
+}
+
+variable "gcs_memory" {
+  type        = string
+  description = "Memory of one Cloud Storage function instance."
+  default     = "512Mi"
+}
+
+variable "gcs_cpu" {
+  type        = string
+  description = "vCPUs of one Cloud Storage function instance; concurrency above 1 needs at least 1."
+  default     = "1"
+}
+
+variable "gcs_timeout_seconds" {
+  type        = number
+  description = "Timeout of one event delivery."
+  default     = 60
+}
+
+variable "gcs_concurrency" {
+  type        = number
+  description = "Events one Cloud Storage function instance handles at once."
+  default     = 16
+}
+
+variable "gcs_min_instances" {
+  type        = number
+  description = "Cloud Storage function instances kept warm."
+  default     = 0
+}
+
+variable "gcs_max_instances" {
+  type        = number
+  description = "Upper bound of Cloud Storage function instances."
+  default     = 10
+}

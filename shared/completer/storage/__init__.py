@@ -1,0 +1,1 @@
+"""Reading uploaded objects from object stores, with their errors translated in one place."""
