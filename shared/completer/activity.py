@@ -355,6 +355,8 @@ def approval_links(
     reject_error: dict[str, Any] | None = None,
     ttl_seconds: int | None = None,
     now: float | None = None,
+    title: str | None = None,
+    description: str | None = None,
 ) -> ApprovalLinks:
     """Signed, expiring approve/reject links to the HTTP function (see :mod:`completer.links`).
 
@@ -374,13 +376,16 @@ def approval_links(
             type ``Rejected``, non-retryable).
         ttl_seconds: How long the links work (default 7 days).
         now: The current time (for tests).
+        title: What the person decides on, in plain text (at most 200 characters), shown
+            above the choice, e.g. ``"Refund 120.00 EUR for order 42"``.
+        description: More detail in plain text (at most 2000 characters).
 
     Returns:
         Both URLs and their expiry.
 
     Raises:
         InvalidRequest: The activity is not named exactly one way, or the preset result
-            or error is not valid.
+            or error is not valid, or the title or description is too long.
         ValueError: The secret is shorter than 32 characters.
     """
     from completer.links import DEFAULT_LINK_TTL_SECONDS, create_link
@@ -389,6 +394,7 @@ def approval_links(
     ttl = DEFAULT_LINK_TTL_SECONDS if ttl_seconds is None else ttl_seconds
     issued = time.time() if now is None else now
     common: dict[str, Any] = {"secret": secret, "ttl_seconds": ttl, "now": issued, **fields}
+    common.update(title=title, description=description)
     approve = create_link(
         base_url,
         choice="approve",
