@@ -148,8 +148,10 @@ def negotiate_language(accept_language: str | None) -> str:
             continue  # "*", empty or malformed: no preference to act on
         ranked.append((_quality(params), position, tag))
     preferred = [tag for quality, _, tag in sorted(ranked, key=lambda r: (-r[0], r[1])) if quality]
-    chosen = negotiate_locale(preferred, available_languages(), sep="-")
-    return chosen or DEFAULT_LANGUAGE
+    available = available_languages()
+    chosen = negotiate_locale(preferred, available, sep="-") or DEFAULT_LANGUAGE
+    # Babel answers with the browser's spelling ("FR"); the catalogue has its own.
+    return {name.lower(): name for name in available}.get(chosen.lower(), DEFAULT_LANGUAGE)
 
 
 def _quality(params: str) -> float:
@@ -264,8 +266,8 @@ def _fields(result: Any, words: _Messages) -> tuple[list[tuple[str, str | Markup
 def _raw_json(value: Any) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False, indent=2)
-    except (TypeError, ValueError):
-        text = repr(value)
+    except (TypeError, ValueError):  # not JSON, or an integer too long for str()
+        return "…"
     return _plain(text, MAX_RAW_JSON_CHARS)
 
 
