@@ -85,7 +85,7 @@ def outline(page: RenderedPage) -> tuple[Outline, str]:
 
 
 def every_page(accept_language: str | None = None) -> dict[str, RenderedPage]:
-    lang = {"accept_language": accept_language}
+    lang: dict[str, Any] = {"accept_language": accept_language}
     return {
         "confirm": confirmation_page(APPROVE, sealed_link="s", expires_at=NOW, **lang),
         "confirm_reject": confirmation_page(REJECT, sealed_link="s", expires_at=NOW, **lang),
@@ -386,7 +386,10 @@ def test_every_catalogue_translates_every_message_with_the_same_placeholders(lan
     entries = {m.id if isinstance(m.id, str) else m.id[0]: m for m in catalog if m.id}
     assert set(entries) == catalogue_ids()
     for message_id, message in entries.items():
-        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        strings = [
+            str(text)
+            for text in (message.string if isinstance(message.string, tuple) else (message.string,))
+        ]
         assert all(strings), f"{language}: {message_id!r} is not translated"
         assert not message.fuzzy
         wanted = set(re.findall(r"%\(\w+\)[sd]", message_id))
