@@ -117,7 +117,7 @@ def page_server(
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # quiet test output
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
