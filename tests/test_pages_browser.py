@@ -30,12 +30,12 @@ from completer.pages import (
 from tests.support.browser import ARTIFACTS, PageServer, chromium, page_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import BrowserContext, Page, ViewportSize
 
 NOW = 1_800_000_000
 SEALED = "gAAAAABsealed-link_value=="
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 APPROVE = LinkView(
     choice="approve",
     result={
