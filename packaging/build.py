@@ -94,8 +94,17 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
         Artefact(
             name="gcp-http",
             function="http",
-            # standardwebhooks: signatures; cryptography: completion links (completer.links).
-            packages=(*CORE, *engines, "functions-framework", "standardwebhooks", "cryptography"),
+            # standardwebhooks: signatures; cryptography: completion links (completer.links);
+            # jinja2 + babel: the approval pages (completer.pages).
+            packages=(
+                *CORE,
+                *engines,
+                "functions-framework",
+                "standardwebhooks",
+                "cryptography",
+                "jinja2",
+                "babel",
+            ),
             platform="gcp",
         ),
         Artefact(

@@ -395,3 +395,20 @@ def test_every_catalogue_translates_every_message_with_the_same_placeholders(lan
         wanted = set(re.findall(r"%\(\w+\)[sd]", message_id))
         for string in strings:
             assert set(re.findall(r"%\(\w+\)[sd]", string)) == wanted, message_id
+
+
+def test_templates_and_catalogues_are_package_data():
+    import tomllib
+    from fnmatch import fnmatch
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    root = Path(str(resources.files("completer.pages")))
+    shipped = [
+        path.relative_to(root.parent).as_posix()
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix in (".html", ".po")
+    ]
+    assert shipped
+    for name in shipped:
+        assert any(fnmatch(name, pattern) for pattern in patterns["completer"]), name
