@@ -34,14 +34,16 @@ demo: $(STAMP) ## Complete one workflow through each trigger end to end; exit 0 
 test: $(STAMP) browser ## Run the whole test suite (starts Temporal, emulators and moto itself)
 	$(PY) -m pytest
 
-# The approval-page tests drive Debian's chromium through Playwright (which never downloads one).
+# The approval-page tests drive Debian's chromium through Playwright, which never downloads one.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 CHROMIUM ?= /usr/bin/chromium
 browser: ## Install Debian's chromium for the browser tests when missing and we are root
 	@if [ -x $(CHROMIUM) ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "Installing chromium for the browser tests (apt-get)"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } || \
+		echo "apt-get could not install chromium: the browser tests will skip (fail under CI=true)."; \
 	else \
 		echo "$(CHROMIUM) is missing and this is not a root Debian shell: the browser tests will skip (install the chromium package to run them)."; \
 	fi
