@@ -153,3 +153,43 @@ def test_a_receipt_from_another_secret_is_refused():
     )
     with pytest.raises(Unauthorized):
         open_receipt(other["receipt"], secret=SECRET)
+
+
+def test_an_opened_link_renders_its_title_and_reject_reason():
+    from completer.pages import LinkView, confirmation_page, receipt_page
+
+    links = approval_links(
+        "https://fn/",
+        secret=SECRET,
+        task_token=TOKEN,
+        title="Order <42>",
+        description="Why",
+        now=NOW,
+    )
+    opened = open_link(query_of(links.reject)["link"], secret=SECRET, now=NOW)
+    view = LinkView.of(opened)
+    assert (view.rejects, view.error_message, view.error_type) == (True, "rejected", "Rejected")
+    page = confirmation_page(view, sealed_link="s", expires_at=opened.expires_at)
+    assert "Order &lt;42&gt;" in page.html
+    assert "Kind of rejection: Rejected" in page.html
+    receipt = open_receipt(
+        query_of(
+            create_receipt(
+                "https://fn/",
+                secret=SECRET,
+                choice=opened.choice,
+                status="failed",
+                decided_at=NOW,
+                title=opened.title,
+            )
+        )["receipt"],
+        secret=SECRET,
+    )
+    shown = receipt_page(
+        choice=receipt.choice,
+        status=receipt.status,
+        decided_at=receipt.decided_at,
+        title=receipt.title,
+    )
+    assert "you chose “Reject”" in shown.html
+    assert "Order &lt;42&gt;" in shown.html

@@ -119,8 +119,8 @@ class LinkView:
             result=request.result,
             error_message=error.message if error is not None else None,
             error_type=error.type if error is not None else None,
-            title=getattr(opened, "title", None),
-            description=getattr(opened, "description", None),
+            title=opened.title,
+            description=opened.description,
         )
 
 
