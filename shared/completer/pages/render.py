@@ -19,7 +19,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from babel.core import negotiate_locale
-from babel.dates import format_datetime
+from babel.dates import format_date, format_time, get_datetime_format
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -197,9 +197,14 @@ class _Messages:
         return escape(self._catalogue.ngettext(singular, plural, num)) % {"num": num, **values}
 
     def when(self, unix_time: float) -> Markup:
+        # The language's long date and short time ("November 30, 2026, 9:05 AM UTC"):
+        # seconds and zone names ("TU", "Coordinated Universal Time") only get in the way.
         moment = datetime.fromtimestamp(unix_time, tz=UTC)
-        shown = format_datetime(moment, "long", tzinfo=UTC, locale=self.language)
-        return Markup('<time datetime="{}">{}</time>').format(_iso(unix_time), shown)
+        pattern = str(get_datetime_format("long", locale=self.language)).replace("'", "")
+        shown = pattern.replace(
+            "{0}", format_time(moment, "short", tzinfo=UTC, locale=self.language)
+        ).replace("{1}", format_date(moment, "long", locale=self.language))
+        return Markup('<time datetime="{}">{} UTC</time>').format(_iso(unix_time), shown)
 
     def choice(self, label: str) -> str | Markup:
         known = {"approve": self.gettext("Approve"), "reject": self.gettext("Reject")}
