@@ -12,6 +12,11 @@ result or error, the choice label and the expiry, so a forwarded or logged link 
 nothing but a link that expires. The visible ``choice`` must match the sealed one.
 A link completes at most once: after its first use the activity is no longer waiting
 and the engine answers ``activity_not_found``.
+
+A link may also seal a plain-text ``title`` and ``description`` that its page shows above
+the choice. A receipt (``<base_url>?receipt=<sealed>``, :func:`create_receipt`) seals what
+a carried-out choice did, so the page the browser lands on after the POST needs no engine
+call to show it. See docs/approval-pages.md.
 """
 
 from __future__ import annotations
