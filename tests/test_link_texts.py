@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import asdict
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -185,11 +186,6 @@ def test_an_opened_link_renders_its_title_and_reject_reason():
         )["receipt"],
         secret=SECRET,
     )
-    shown = receipt_page(
-        choice=receipt.choice,
-        status=receipt.status,
-        decided_at=receipt.decided_at,
-        title=receipt.title,
-    )
+    shown = receipt_page(**asdict(receipt), accept_language="en")
     assert "you chose “Reject”" in shown.html
     assert "Order &lt;42&gt;" in shown.html

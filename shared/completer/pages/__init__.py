@@ -14,7 +14,7 @@ Which page answers which situation of a link request (``lang`` is ``Accept-Langu
     GET, ledger: already decided               decided_page(decided_at=..., decided_status=...,
                                                    decided_choice=..., title=opened.title)
     POST carried out (or replayed)             303 to completer.links.create_receipt(...)
-    GET ?receipt                               receipt_page(**fields of open_receipt(...))
+    GET ?receipt                               receipt_page(**asdict(open_receipt(...)), ...)
     POST of another choice after a decision    decided_page(..., status=409)
     link expired                               expired_page()
     link altered / wrong choice (401)          invalid_link_page()
