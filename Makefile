@@ -12,7 +12,7 @@ LAMBDA_ARCH ?= x86_64
 LAMBDA_BACKENDS ?= temporal,stepfunctions
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test lint format check clean checkov package tf-fmt tf-validate
+.PHONY: help install run demo test lint format check clean checkov package tf-fmt tf-validate browser
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,8 +31,22 @@ run: $(STAMP) ## The whole stack on 127.0.0.1: Temporal (+UI), HTTP, Pub/Sub and
 demo: $(STAMP) ## Complete one workflow through each trigger end to end; exit 0 only if all worked
 	$(VENV)/bin/completer demo
 
-test: $(STAMP) ## Run the whole test suite (starts Temporal, emulators and moto itself)
+test: $(STAMP) browser ## Run the whole test suite (starts Temporal, emulators and moto itself)
 	$(PY) -m pytest
+
+# The approval-page tests drive Debian's chromium through Playwright, which never downloads one.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+CHROMIUM ?= /usr/bin/chromium
+browser: ## Install Debian's chromium for the browser tests when missing and we are root
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium for the browser tests (apt-get)"; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } || \
+		echo "apt-get could not install chromium: the browser tests will skip (fail under CI=true)."; \
+	else \
+		echo "$(CHROMIUM) is missing and this is not a root Debian shell: the browser tests will skip (install the chromium package to run them)."; \
+	fi
 
 lint: $(STAMP) $(CHECKOV_STAMP) ## ruff check, ruff format --check, mypy strict, bandit, terraform fmt -check, checkov
 	$(VENV)/bin/ruff check .

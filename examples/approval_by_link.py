@@ -55,7 +55,14 @@ class ApprovalActivities:
     async def request_approval(self, subject: str) -> dict[str, Any]:
         """Send approve/reject links for ``subject``; completed later by a click."""
         # No token or IDs given: the helpers use this activity's own task token.
-        links = approval_links(self.base_url, secret=self.link_secret, ttl_seconds=24 * 3600)
+        # The title and description are what the person reads above the button.
+        links = approval_links(
+            self.base_url,
+            secret=self.link_secret,
+            ttl_seconds=24 * 3600,
+            title=f"Approve {subject}"[:200],
+            description="The workflow waits for your decision; the links work for 24 hours.",
+        )
         self.announce(
             f"Approval needed for {subject!r} (links work for 24 h):\n"
             f"  approve: {links.approve}\n"

@@ -96,6 +96,7 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
             function="http",
             # standardwebhooks: signatures; cryptography: completion links (completer.links);
             # google-cloud-firestore: the completion ledger (completer.ledger.firestore).
+            # jinja2 + babel: the approval pages (completer.pages).
             packages=(
                 *CORE,
                 *engines,
@@ -103,6 +104,8 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
                 "standardwebhooks",
                 "cryptography",
                 "google-cloud-firestore",
+                "jinja2",
+                "babel",
             ),
             platform="gcp",
         ),

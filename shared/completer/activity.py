@@ -499,6 +499,8 @@ def approval_links(
     reject_error: dict[str, Any] | None = None,
     ttl_seconds: int | None = None,
     now: float | None = None,
+    title: str | None = None,
+    description: str | None = None,
 ) -> ApprovalLinks:
     """Signed, expiring approve/reject links to the HTTP function (see :mod:`completer.links`).
 
@@ -521,13 +523,17 @@ def approval_links(
             type ``Rejected``, non-retryable).
         ttl_seconds: How long the links work (default 7 days).
         now: The current time (for tests).
+        title: What the person decides on, in plain text (at most 200 characters), shown
+            above the choice, e.g. ``"Refund 120.00 EUR for order 42"``.
+        description: More detail in plain text (at most 2000 characters).
 
     Returns:
         Both URLs and their expiry.
 
     Raises:
         InvalidRequest: The activity is not named exactly one way, IDs come without a run
-            ID that can be known here, or the preset result or error is not valid.
+            ID that can be known here, the preset result or error is not valid, or the
+            title or description is too long.
         ValueError: The secret is shorter than 32 characters.
     """
     target = _target(task_token, workflow_id, activity_id, run_id)
@@ -549,6 +555,8 @@ def approval_links(
         reject_error=reject_error,
         ttl_seconds=ttl_seconds,
         now=now,
+        title=title,
+        description=description,
     )
 
 
@@ -565,6 +573,8 @@ async def approval_links_async(
     ttl_seconds: int | None = None,
     client: TemporalClient | None = None,
     now: float | None = None,
+    title: str | None = None,
+    description: str | None = None,
 ) -> ApprovalLinks:
     """:func:`approval_links`, looking up the current run ID of a workflow named by IDs.
 
@@ -581,6 +591,8 @@ async def approval_links_async(
         client: The Temporal client to describe the workflow with; inside a Temporal
             activity, the worker's client by default.
         now: The current time (for tests).
+        title: See :func:`approval_links`.
+        description: See :func:`approval_links`.
 
     Raises:
         InvalidRequest: As :func:`approval_links`, or no client to look the run ID up with.
@@ -602,6 +614,8 @@ async def approval_links_async(
         reject_error=reject_error,
         ttl_seconds=ttl_seconds,
         now=now,
+        title=title,
+        description=description,
     )
 
 
@@ -656,12 +670,15 @@ def _links(
     reject_error: dict[str, Any] | None,
     ttl_seconds: int | None,
     now: float | None,
+    title: str | None,
+    description: str | None,
 ) -> ApprovalLinks:
     from completer.links import DEFAULT_LINK_TTL_SECONDS, create_link
 
     ttl = DEFAULT_LINK_TTL_SECONDS if ttl_seconds is None else ttl_seconds
     issued = time.time() if now is None else now
     common: dict[str, Any] = {"secret": secret, "ttl_seconds": ttl, "now": issued, **fields}
+    common.update(title=title, description=description)
     approve = create_link(
         base_url,
         choice="approve",

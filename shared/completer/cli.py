@@ -412,11 +412,22 @@ def cancel(
 Example:
   export COMPLETER_LINK_SECRET=...   # the HTTP function's, 32+ characters
   completer link --url https://REGION-PROJECT.cloudfunctions.net/complete \\
-      -w order-42 -a approve --ttl 3d
+      -w order-42 -a approve --ttl 3d \\
+      --title "Refund 120.00 EUR for order 42" --description "Requested by Ana (support)."
 """
 )
 @_target_options
 @click.option("--url", required=True, metavar="URL", help="The HTTP function's URL.")
+@click.option(
+    "--title",
+    metavar="TEXT",
+    help="What the person decides on, shown above the choice (plain text, at most 200 characters).",
+)
+@click.option(
+    "--description",
+    metavar="TEXT",
+    help="More detail shown under the title (plain text, at most 2000 characters).",
+)
 @click.option(
     "--approve-result",
     metavar="JSON",
@@ -445,6 +456,8 @@ def link(
     activity_id: str | None,
     run_id: str | None,
     url: str,
+    title: str | None,
+    description: str | None,
     approve_result: str | None,
     reject_message: str,
     reject_type: str,
@@ -480,6 +493,8 @@ def link(
                 "non_retryable": not reject_retryable,
             },
             ttl_seconds=ttl,
+            title=title,
+            description=description,
         )
     except CompleterError as exc:
         _fail_with(exc)

@@ -14,6 +14,11 @@ A link completes at most once: after its first use the activity is no longer wai
 and the engine answers ``activity_not_found``. A link that names the activity by IDs
 seals its ``run_id`` too (it is required here; :mod:`completer.activity` looks it up), so
 it can never complete a later run that reuses the workflow ID.
+
+A link may also seal a plain-text ``title`` and ``description`` that its page shows above
+the choice. A receipt (``<base_url>?receipt=<sealed>``, :func:`create_receipt`) seals what
+a carried-out choice did, so the page the browser lands on after the POST needs no engine
+call to show it. See docs/approval-pages.md.
 """
 
 from __future__ import annotations
@@ -32,19 +37,34 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from completer.errors import InvalidRequest, Unauthorized
 from completer.models import CompletionRequest
 
-__all__ = ["DEFAULT_LINK_TTL_SECONDS", "OpenedLink", "create_link", "open_link"]
+__all__ = [
+    "DEFAULT_LINK_TTL_SECONDS",
+    "MAX_DESCRIPTION_CHARS",
+    "MAX_TITLE_CHARS",
+    "OpenedLink",
+    "Receipt",
+    "create_link",
+    "create_receipt",
+    "open_link",
+    "open_receipt",
+]
 
 DEFAULT_LINK_TTL_SECONDS = 7 * 24 * 3600
 LINK_PARAM = "link"
 CHOICE_PARAM = "choice"
+RECEIPT_PARAM = "receipt"
+MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2000
 _HKDF_INFO = b"activity-completer completion link v1"
+# A receipt has its own key, so a receipt can never be opened as a link, nor a link as one.
+_RECEIPT_HKDF_INFO = b"activity-completer receipt v1"
 _VERSION = 1
 
 
-def _fernet(secret: str) -> Fernet:
+def _fernet(secret: str, info: bytes = _HKDF_INFO) -> Fernet:
     if len(secret) < 32:
         raise ValueError("the link secret must be at least 32 characters")
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
         secret.encode("utf-8")
     )
     return Fernet(base64.urlsafe_b64encode(key))
@@ -57,6 +77,8 @@ class OpenedLink:
     request: CompletionRequest
     choice: str
     expires_at: int
+    title: str | None = None
+    description: str | None = None
 
 
 def create_link(
@@ -72,6 +94,8 @@ def create_link(
     error: dict[str, Any] | None = None,
     ttl_seconds: int = DEFAULT_LINK_TTL_SECONDS,
     now: float | None = None,
+    title: str | None = None,
+    description: str | None = None,
 ) -> str:
     """Create a completion link for one choice.
 
@@ -89,6 +113,9 @@ def create_link(
             activity instead.
         ttl_seconds: How long the link works.
         now: The current time (for tests).
+        title: What the person decides on, as plain text (at most 200 characters), e.g.
+            ``"Refund 120.00 EUR for order 42"``; the page shows it above the choice.
+        description: More detail as plain text (at most 2000 characters; line breaks kept).
 
     Returns:
         The URL to send.
@@ -116,6 +143,7 @@ def create_link(
     CompletionRequest.build(fields)  # refuse a bad link now, not when a person clicks it
     issued = int(time.time() if now is None else now)
     body = {"v": _VERSION, "c": choice, "x": issued + ttl_seconds, "r": fields}
+    body.update(_texts(title=title, description=description))
     sealed = _fernet(secret).encrypt_at_time(
         json.dumps(body, separators=(",", ":")).encode(), issued
     )
@@ -155,4 +183,96 @@ def open_link(
     request = CompletionRequest.build(fields)
     if not request.by_token and request.run_id is None:
         raise Unauthorized("this link is not valid: it does not name one workflow run.")
-    return OpenedLink(request=request, choice=sealed_choice, expires_at=expires_at)
+    return OpenedLink(
+        request=request,
+        choice=sealed_choice,
+        expires_at=expires_at,
+        title=_text(body.get("t")),
+        description=_text(body.get("d")),
+    )
+
+
+def _texts(*, title: str | None, description: str | None) -> dict[str, str]:
+    # Sealed only when given, so links without them keep their old, shorter form.
+    texts: dict[str, str] = {}
+    for key, value, limit, name in (
+        ("t", title, MAX_TITLE_CHARS, "title"),
+        ("d", description, MAX_DESCRIPTION_CHARS, "description"),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > limit:
+            raise InvalidRequest(f"a link's {name} is plain text of at most {limit} characters.")
+        if value.strip():
+            texts[key] = value
+    return texts
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a person's choice did, sealed into the receipt URL the choice redirects to.
+
+    Attributes:
+        choice: The choice's label, e.g. ``"approve"``.
+        status: The outcome's status: ``"completed"``, ``"failed"`` or ``"canceled"``.
+        decided_at: Unix time the choice was carried out.
+        title: The link's title, when it had one.
+    """
+
+    choice: str
+    status: str
+    decided_at: int
+    title: str | None = None
+
+
+def create_receipt(
+    base_url: str,
+    *,
+    secret: str,
+    choice: str,
+    status: str,
+    decided_at: float,
+    title: str | None = None,
+) -> str:
+    """The receipt URL (``<base_url>?receipt=<sealed>``) a carried-out choice redirects to.
+
+    Its GET shows what was done and when without asking the engine, so reloading it
+    changes nothing. It holds no token and never expires.
+    """
+    body: dict[str, Any] = {"v": _VERSION, "c": choice, "s": status, "at": int(decided_at)}
+    if title:
+        body["t"] = title[:MAX_TITLE_CHARS]
+    sealed = _fernet(secret, _RECEIPT_HKDF_INFO).encrypt_at_time(
+        json.dumps(body, separators=(",", ":")).encode(), int(decided_at)
+    )
+    scheme, netloc, path, query, _ = urlsplit(base_url)
+    extra = urlencode({RECEIPT_PARAM: sealed.decode("ascii")})
+    return urlunsplit((scheme, netloc, path, f"{query}&{extra}" if query else extra, ""))
+
+
+def open_receipt(sealed: str, *, secret: str) -> Receipt:
+    """Verify and open a receipt's sealed part.
+
+    Raises:
+        Unauthorized: The receipt was altered or not issued with this secret.
+    """
+    refused = Unauthorized("this receipt is not valid: it was altered or not issued here.")
+    try:
+        body = json.loads(_fernet(secret, _RECEIPT_HKDF_INFO).decrypt(sealed))
+    except (InvalidToken, ValueError, TypeError) as exc:
+        raise refused from exc
+    if not isinstance(body, dict) or body.get("v") != _VERSION:
+        raise refused
+    try:
+        return Receipt(
+            choice=str(body["c"]),
+            status=str(body["s"]),
+            decided_at=int(body["at"]),
+            title=_text(body.get("t")),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise refused from exc

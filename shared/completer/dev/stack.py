@@ -184,6 +184,8 @@ class Endpoints:
             task_token=waiting.task_token,
             approve_result={"approved": True, "via": "link"},
             ttl_seconds=24 * 3600,
+            title="Sample approval from completer dev",
+            description="A local workflow waits for this decision; nothing leaves this machine.",
         )
         return made.approve, made.reject
 
