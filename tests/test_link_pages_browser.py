@@ -5,7 +5,7 @@ A functions-framework process serves ``functions/http/main.py`` with
 server with a waiting activity. Debian's chromium (the rig of tests/support/browser.py) opens
 the link, reads the page, presses the button with the keyboard, lands on the receipt,
 reloads it, and opens the used link and the other choice's link again, at desktop and phone
-sizes. axe-core checks each page; screenshots go to tests/artifacts/links/.
+sizes (the phone in dark mode). axe-core checks each page; screenshots go to tests/artifacts/links/.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def browse(approve: str, reject: str, size: str, profile: Path, log: Path) -> di
     with chromium(profile / "chromium") as browser:
         page = browser.new_page()
         page.set_viewport_size(DESKTOP if size == "desktop" else PHONE)
+        # The phone walks through in dark mode, the desktop in light mode.
+        page.emulate_media(color_scheme="dark" if size == "phone" else "light")
         refused: list[str] = []
         page.on("console", lambda m: refused.append(m.text) if "Refused to" in m.text else None)
 
