@@ -84,6 +84,11 @@ LINK_TRIGGER = "link"
 class DecisionLookup(Protocol):
     """What was decided for an activity: :class:`completer.ledger.Ledger` is one."""
 
+    @property
+    def shared(self) -> bool:
+        """True when every instance records in it, so that "nothing decided" is certain."""
+        ...
+
     async def decision(self, request: CompletionRequest, /) -> Decision | None:
         """The decision carried out for ``request``'s activity, or None while there is none."""
         ...
@@ -105,7 +110,9 @@ class LinkPages:
             executor: Carries out a link's choice (in the functions: the ledger's executor).
             secret: The link secret (links and receipts are sealed with it).
             decisions: Says whether an activity was already decided (the ledger the
-                executor records in). Without it, a link's page says it cannot know.
+                executor records in). A decision it knows is shown instead of the button;
+                without it, or when it is not shared by every instance (the in-process
+                memory ledger), an undecided link's page says it cannot know for sure.
         """
         self.executor = executor
         self.decisions = decisions
@@ -178,7 +185,8 @@ class LinkPages:
                 if decision is not None:
                     fields["outcome"] = "decided_shown"
                     return _decided(decision, opened, language, status=200)
-                state_known = True
+                # An in-process ledger knows only this instance's decisions.
+                state_known = self.decisions.shared
         fields["outcome"] = "confirmation_shown"
         return confirmation_page(
             LinkView.of(opened),

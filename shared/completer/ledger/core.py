@@ -121,6 +121,14 @@ class Ledger:
             "expires_at": record.expires_at,
         }
 
+    @property
+    def shared(self) -> bool:
+        """True when every instance records in this ledger (not the in-process memory one).
+
+        Only then does "nothing decided" hold beyond this instance.
+        """
+        return self.store.kind != "memory"
+
     async def decision(self, request: CompletionRequest, /) -> Decision | None:
         """What was carried out for ``request``'s activity, or None while nothing was.
 
