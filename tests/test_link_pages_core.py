@@ -234,3 +234,35 @@ async def test_expired_altered_and_receipt_pages(
     json_post = await handler.handle(HttpRequest("POST", query={"receipt": "x"}, body=b""))
     assert json_post.status == 415
     assert json_post.media_type == "application/json"
+
+
+async def test_the_receipt_keeps_other_query_parameters(
+    client: CompletionClient, waiting: WaitingActivity
+):
+    handler = HttpHandler(client, settings=link_settings())
+    request = post_form(link(waiting))
+    query = {**request.query, "code": "k 1", "odd": "\ud800"}
+    answer = await handler.handle(
+        HttpRequest("POST", headers=request.headers, query=query, body=await request.read(10_000))
+    )
+    assert answer.status == 303
+    assert answer.headers["Location"].startswith("?code=k+1&odd=%3F&receipt=")
+    assert await waiting.handle.result() == {"approved": True, "amount": "120.00 EUR"}
+
+
+async def test_a_decision_made_by_a_webhook_is_shown_without_a_choice(
+    client: CompletionClient, waiting: WaitingActivity
+):
+    ledger = Ledger(MemoryStore(), scope="temporal")
+    handler = HttpHandler(ledger.wrap(client), settings=link_settings(), decisions=ledger)
+    body = b'{"task_token": "%s", "result": 7}' % waiting.token_b64.encode()
+    done = await handler.handle(
+        HttpRequest("POST", headers={"content-type": "application/json"}, body=body)
+    )
+    assert done.status == 200
+    page = await handler.handle(get(link(waiting)))
+    assert page.status == 200
+    assert "This was already decided" in page.text()
+    assert "Decided on" in page.text()
+    assert "was chosen" not in page.text()
+    assert await waiting.handle.result() == 7

@@ -311,4 +311,5 @@ def _receipt_base(request: HttpRequest) -> str:
         for name, value in request.query.items()
         if name not in (CHOICE_PARAM, LINK_PARAM, RECEIPT_PARAM)
     }
-    return f"?{urlencode(kept)}" if kept else ""
+    # errors="replace": a lone surrogate in a stray parameter must not lose the receipt.
+    return f"?{urlencode(kept, errors='replace')}" if kept else ""
