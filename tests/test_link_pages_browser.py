@@ -6,6 +6,8 @@ server with a waiting activity. Debian's chromium (the rig of tests/support/brow
 the link, reads the page, presses the button with the keyboard, lands on the receipt,
 reloads it, and opens the used link and the other choice's link again, at desktop and phone
 sizes (the phone in dark mode). axe-core checks each page; screenshots go to tests/artifacts/links/.
+Without a browser, the same function on a Firestore-emulator ledger (what several instances
+share) vouches that a link is undecided and shows the decision after it.
 """
 
 from __future__ import annotations
@@ -180,3 +182,47 @@ def check(page: Page, name: str) -> None:
     folder = ARTIFACTS / "links"
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+async def test_the_function_with_a_shared_firestore_ledger(
+    temporal_server: TemporalServer, new_waiting: Any, tmp_path: Path
+):
+    """The function process on a Firestore (emulator) ledger: every instance would know."""
+    from tests.support.firestore import firestore_emulator
+
+    activity: WaitingActivity = await new_waiting()
+    with firestore_emulator(tmp_path) as host:
+        binary = venv_tool("functions-framework")
+        assert binary is not None
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("COMPLETER_")},
+            "TEMPORAL_ADDRESS": temporal_server.address,
+            "COMPLETER_LINK_SECRET": SECRET,
+            "COMPLETER_ALLOW_UNSIGNED": "true",
+            "COMPLETER_LEDGER": "firestore://(default)/link-pages",
+            "FIRESTORE_EMULATOR_HOST": host,
+            "GOOGLE_CLOUD_PROJECT": "completer-test",
+        }
+        argv = [binary, "--source", SOURCE, "--target", "complete", "--host", "127.0.0.1"]
+        log = tmp_path / "function.log"
+        with running([*argv, "--port", str(port)], env=env, log_path=log) as process:
+            await asyncio.to_thread(wait_for_port, port, timeout=60, process=process)
+            await asyncio.to_thread(shared_ledger_flow, f"http://127.0.0.1:{port}/", activity)
+    assert await activity.handle.result() == RESULT
+
+
+def shared_ledger_flow(url: str, activity: WaitingActivity) -> None:
+    import requests
+
+    approve, reject = links(url, activity)
+    page = requests.get(approve, timeout=30)
+    assert page.status_code == 200
+    assert "<form" in page.text
+    assert "cannot know" not in page.text  # a shared ledger vouches for "undecided"
+    done = requests.post(approve, allow_redirects=False, timeout=30)
+    assert done.status_code == 303
+    receipt = requests.get(url + done.headers["Location"], timeout=30)
+    assert "Done: you chose “Approve”" in receipt.text
+    assert "“Approve” was chosen on" in requests.get(reject, timeout=30).text
+    assert requests.post(reject, timeout=30).status_code == 409
