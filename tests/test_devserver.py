@@ -140,12 +140,13 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
             "pubsub": {"approved": True, "via": "pubsub"},
             "s3": {"approved": True, "via": "s3"},
         }
-        # HTTP's curl answers the JSON outcome; the link's curl POST answers 200.
+        # HTTP's curl answers the JSON outcome; the link's curl POST answers 303 (to a receipt).
         http_id, http_commands = printed["http"]
         assert http_commands[0].startswith("curl ")
         assert json.loads(run_printed(http_commands[0], env=env)) == {"status": "completed"}
         link_id, link_commands = printed["link"]
-        assert run_printed(link_commands[0], env=env).strip() == "200"
+        assert run_printed(link_commands[0], env=env).strip() == "303"
+        assert any("Links titled “Sample approval from completer dev”" in line for line in lines)
         # Pub/Sub: gcloud when installed, then the Python line; S3: aws when installed, then boto3.
         pubsub_id, pubsub_commands = printed["pubsub"]
         s3_id, s3_commands = printed["s3"]

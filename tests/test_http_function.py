@@ -329,12 +329,15 @@ async def test_unknown_activity_is_404(app: App):
     assert error_of(await app.post(body)) == (404, "activity_not_found")
 
 
-async def test_second_completion_is_404_and_first_result_kept(app: App, activity: WaitingActivity):
+async def test_second_completion_is_409_and_first_result_kept(app: App, activity: WaitingActivity):
     assert (
         await app.post({"task_token": activity.token_b64, "result": "first"})
     ).status_code == 200
+    # The function's ledger (in memory while COMPLETER_LEDGER is unset) knows what was done.
     late = await app.post({"task_token": activity.token_b64, "result": "second"})
-    assert error_of(late) == (404, "activity_not_found")
+    assert error_of(late) == (409, "conflict")
+    again = await app.post({"task_token": activity.token_b64, "result": "first"})
+    assert again.get_json() == {"status": "completed", "replayed": True}
     assert await activity.handle.result() == "first"
 
 
@@ -359,7 +362,8 @@ async def test_concurrent_duplicates_complete_once(app: App, activity: WaitingAc
     statuses = [answer.status_code for answer in answers]
     winners = [i for i, status in enumerate(statuses) if status == 200]
     assert len(winners) == 1
-    assert sorted(statuses) == [200] + [404] * 7
+    # One engine call; the ledger answers the seven different results as conflicts.
+    assert sorted(statuses) == [200] + [409] * 7
     assert await activity.handle.result() == winners[0]
 
 
@@ -592,7 +596,8 @@ async def test_log_line_carries_trace_id_outcome_and_fingerprint(
     assert first["activity"].startswith("token:")
     assert len(first["activity"]) == len("token:") + 12
     assert first["engine_ms"] >= 0
-    assert [line["outcome"] for line in answered[1:]] == ["activity_not_found"] * 2
+    # The repeats are answered by the function's ledger: the first outcome, replayed.
+    assert [line["outcome"] for line in answered[1:]] == ["completed"] * 2
 
 
 async def test_no_token_or_secret_in_logs_on_any_path(
@@ -628,7 +633,7 @@ async def test_no_token_or_secret_in_logs_on_any_path(
     statuses.append(
         await send(down, {"task_token": TOKEN_PLACEHOLDER, "result": 1}, sign_with=None)
     )
-    assert statuses == [401, 401, 400, 400, 400, 413, 409, 200, 200, 404, 503]
+    assert statuses == [401, 401, 400, 400, 400, 413, 409, 200, 200, 200, 503]
     logged = no_secrets_in_logs.getvalue()
     assert logged.count("completion request answered") == len(statuses)
     # The guard fixture scans all of it; make sure it has every form to look for.

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from completer.errors import InvalidRequest, Unauthorized
-from completer.links import create_link, open_link
+from completer.links import ExpiredLink, create_link, open_link
 from completer.models import Action
 
 SECRET = "l" * 40
@@ -75,7 +75,7 @@ def test_expired():
         "https://fn/", secret=SECRET, choice="approve", task_token=TOKEN, ttl_seconds=3600, now=NOW
     )
     open_link(sealed_of(url)[0], secret=SECRET, now=NOW + 3599)
-    with pytest.raises(Unauthorized, match="expired"):
+    with pytest.raises(ExpiredLink, match="expired"):  # an Unauthorized the page tells apart
         open_link(sealed_of(url)[0], secret=SECRET, now=NOW + 3601)
 
 
@@ -84,10 +84,13 @@ def test_tampered_and_wrong_secret():
         create_link("https://fn/", secret=SECRET, choice="approve", task_token=TOKEN, now=NOW)
     )[0]
     flipped = sealed[:20] + ("A" if sealed[20] != "A" else "B") + sealed[21:]
-    with pytest.raises(Unauthorized):
-        open_link(flipped, secret=SECRET, now=NOW)
-    with pytest.raises(Unauthorized):
-        open_link(sealed, secret="x" * 40, now=NOW)
+    for refused in (
+        lambda: open_link(flipped, secret=SECRET, now=NOW),
+        lambda: open_link(sealed, secret="x" * 40, now=NOW),
+    ):
+        with pytest.raises(Unauthorized) as info:
+            refused()
+        assert not isinstance(info.value, ExpiredLink)
     with pytest.raises(Unauthorized):
         open_link("not-a-link", secret=SECRET, now=NOW)
 

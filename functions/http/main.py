@@ -15,12 +15,17 @@ from starlette.responses import Response
 from completer.errors import ConfigurationError
 from completer.handlers.http import HttpHandler
 from completer.handlers.worker import WorkerClient
+from completer.ledger import create_ledger
 from completer.logs import configure_logging
 from completer.settings import get_settings
 
 configure_logging()
 try:
-    handler = HttpHandler(WorkerClient(get_settings()), settings=get_settings())
+    settings = get_settings()
+    # The ledger (per instance in memory while COMPLETER_LEDGER is unset): every trigger's
+    # executor records in it, and a link's page asks it whether the step was decided.
+    ledger = create_ledger(settings)
+    handler = HttpHandler(ledger.wrap(WorkerClient(settings)), settings=settings, decisions=ledger)
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
 

@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_LINK_TTL_SECONDS",
     "MAX_DESCRIPTION_CHARS",
     "MAX_TITLE_CHARS",
+    "ExpiredLink",
     "OpenedLink",
     "Receipt",
     "create_link",
@@ -59,6 +60,10 @@ _HKDF_INFO = b"activity-completer completion link v1"
 # A receipt has its own key, so a receipt can never be opened as a link, nor a link as one.
 _RECEIPT_HKDF_INFO = b"activity-completer receipt v1"
 _VERSION = 1
+
+
+class ExpiredLink(Unauthorized):
+    """A link that was valid but is past its expiry (the page asks for a new one)."""
 
 
 def _fernet(secret: str, info: bytes = _HKDF_INFO) -> Fernet:
@@ -158,6 +163,7 @@ def open_link(
     """Verify and open a link's sealed part.
 
     Raises:
+        ExpiredLink: The link is past its expiry (an :class:`Unauthorized`).
         Unauthorized: The link was tampered with, made with another secret, expired, its
             visible choice does not match the sealed one, or it names the activity by IDs
             without a sealed ``run_id`` (it could complete a later run).
@@ -173,7 +179,7 @@ def open_link(
         raise Unauthorized("this link is not valid: unknown link version.")
     expires_at = int(body.get("x", 0))
     if current > expires_at:
-        raise Unauthorized("this link has expired; ask for a new one.")
+        raise ExpiredLink("this link has expired; ask for a new one.")
     sealed_choice = str(body.get("c", ""))
     if choice is not None and choice != sealed_choice:
         raise Unauthorized("this link is not valid for that choice.")

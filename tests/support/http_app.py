@@ -96,8 +96,9 @@ class FunctionApps:
         get_settings.cache_clear()
         app = create_app(target="complete", source=SOURCE)
         # functions-framework loads the source as the module "main"; its handler's executor
-        # is this "process's" engine client.
-        engine = sys.modules["main"].handler.executor
+        # (the ledger's, around it) is this "process's" engine client.
+        executor = sys.modules["main"].handler.executor
+        engine = getattr(executor, "inner", executor)
         assert isinstance(engine, WorkerClient)
         self.engines.append(engine)
         return app, engine

@@ -4,7 +4,9 @@ Starts the stack on free ports, starts one sample workflow per case, completes e
 through its trigger, and prints a table of what every workflow saw:
 
 - ``http``: a JSON ``POST`` to the HTTP function;
-- ``link approve``: an approval link, its GET (which must not complete) and its POST;
+- ``link approve``: an approval link, its GET (which must not complete), its POST (answered
+  ``303 See Other`` to a receipt, which is then opened twice) and its GET again (the
+  function's ledger shows the decision instead of the button);
 - ``link reject``: a reject link: the workflow fails with the preset ``Rejected`` error;
 - ``pubsub``: a message in the attribute form published to the emulator's topic;
 - ``s3``: an upload to moto whose notification the S3 function handles.
@@ -26,7 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from completer.dev.processes import ServiceFailed
 from completer.dev.run import describe_result
@@ -78,6 +80,23 @@ def _page(url: str) -> str:
         return str(response.read().decode("utf-8"))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 303 itself is what the demo checks
+
+
+def _post_form(url: str, body: bytes) -> tuple[int, str]:
+    """POST a form without following redirects: the status and the ``Location``."""
+    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - our own URL
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=30) as response:
+            return int(response.status), str(response.headers.get("Location", ""))
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), str(exc.headers.get("Location", ""))
+
+
 class Demo:
     """Completes each case's waiting activity through its trigger."""
 
@@ -111,10 +130,17 @@ class Demo:
             raise AssertionError("the link's GET completed the activity")
         sealed = parse_qs(urlsplit(url).query)["link"][0]
         form = urlencode({"link": sealed}).encode()
-        status = await asyncio.to_thread(
-            _http, "POST", url, body=form, content_type="application/x-www-form-urlencoded"
-        )
-        _expect(status, 200, "the link's confirmation")
+        status, location = await asyncio.to_thread(_post_form, url, form)
+        _expect(status, 303, "the link's confirmation")
+        # Post/Redirect/Get: the browser lands on the receipt; reopening it changes nothing.
+        receipt = urljoin(url, location)
+        if "receipt=" not in location:
+            raise AssertionError("the link's confirmation did not redirect to a receipt")
+        shown = [await asyncio.to_thread(_page, receipt) for _ in range(2)]
+        if "Done: you chose" not in shown[0] or shown[0] != shown[1]:
+            raise AssertionError("the receipt did not show the same decision twice")
+        if "This was already decided" not in await asyncio.to_thread(_page, url):
+            raise AssertionError("the used link did not show the decision")
 
     async def pubsub(self, waiting: Waiting) -> None:
         ends = self._ends()

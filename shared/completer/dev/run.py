@@ -16,7 +16,7 @@ from typing import Any
 
 from completer.dev.processes import ServiceFailed
 from completer.dev.sample import SampleWorkflow, Waiting
-from completer.dev.stack import TASK_QUEUE, Endpoints, Ports, Stack
+from completer.dev.stack import LINK_DESCRIPTION, LINK_TITLE, TASK_QUEUE, Endpoints, Ports, Stack
 
 __all__ = ["describe_result", "run_dev"]
 
@@ -59,10 +59,12 @@ class DevSession:
         elif waiting.trigger == "link":
             approve, reject = ends.links(waiting)
             lines += [
-                "  Open a link in a browser (a page asks to confirm; only its button completes):",
+                f"  Links titled “{LINK_TITLE}” ({LINK_DESCRIPTION})",
+                "  Open one in a browser: its page asks to confirm; only its button completes,",
+                "  then the browser lands on a receipt, and the used link shows the decision.",
                 f"    approve: {approve}",
                 f"    reject:  {reject}",
-                "  or confirm without a browser:",
+                "  or confirm without a browser (answers 303, to the receipt):",
                 f"    {ends.link_post_command(approve)}",
             ]
         elif waiting.trigger == "pubsub":

@@ -46,6 +46,9 @@ BUCKET = "completer-uploads"
 UPLOAD_PREFIX = ""  # uploads anywhere in the bucket count
 QUEUE = "completer-uploads-events"
 DEAD_LETTER_QUEUE = "completer-uploads-dead-letters"
+# What the sample approval links ask, shown on their page (and printed by `make run`).
+LINK_TITLE = "Sample approval from completer dev"
+LINK_DESCRIPTION = "A local workflow waits for this decision; nothing leaves this machine."
 # moto accepts any credentials; the region is where the bucket and queue live.
 AWS_LOCAL = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -184,13 +187,14 @@ class Endpoints:
             task_token=waiting.task_token,
             approve_result={"approved": True, "via": "link"},
             ttl_seconds=24 * 3600,
-            title="Sample approval from completer dev",
-            description="A local workflow waits for this decision; nothing leaves this machine.",
+            title=LINK_TITLE,
+            description=LINK_DESCRIPTION,
         )
         return made.approve, made.reject
 
     @staticmethod
     def link_post_command(link: str) -> str:
+        # The POST answers 303 See Other to the receipt; -L would follow it there.
         return f"curl -sS -o /dev/null -w '%{{http_code}}\\n' -X POST {shlex.quote(link)}"
 
     def pubsub_commands(self, waiting: Waiting) -> list[str]:

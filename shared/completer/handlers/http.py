@@ -7,7 +7,8 @@ later is read or parsed::
     -> completion request (400) -> executor -> status and JSON body
 
 Before those, when ``COMPLETER_LINK_SECRET`` is set, a GET or POST carrying a ``link`` query
-parameter is a completion link, answered with HTML pages by :mod:`completer.handlers.links`.
+parameter is a completion link, and a GET carrying a ``receipt`` parameter the receipt a
+link's POST redirects to: both are answered with HTML pages by :mod:`completer.handlers.links`.
 
 The core, :meth:`HttpHandler.handle`, takes a transport-neutral
 :class:`~completer.handlers.exchange.HttpRequest`; :meth:`HttpHandler.serve_starlette` is the
@@ -42,8 +43,9 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from completer.executor import Executor
-    from completer.handlers.links import LinkPage, LinkPages
+    from completer.handlers.links import DecisionLookup, LinkPages
     from completer.models import CompletionOutcome
+    from completer.pages import RenderedPage
     from completer.settings import Settings
 
 __all__ = ["HttpHandler", "answer_error", "answer_outcome"]
@@ -66,7 +68,7 @@ def answer_outcome(outcome: CompletionOutcome) -> HttpAnswer:
     return HttpAnswer(200, outcome.to_dict())
 
 
-def _answer_page(page: LinkPage) -> HttpAnswer:
+def _answer_page(page: RenderedPage) -> HttpAnswer:
     return HttpAnswer(page.status, {}, page.headers, page=page.html)
 
 
@@ -76,8 +78,17 @@ class HttpHandler:
     Build it once per process; :meth:`handle` is safe to call concurrently on one loop.
     """
 
-    def __init__(self, executor: Executor, *, settings: Settings) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        settings: Settings,
+        decisions: DecisionLookup | None = None,
+    ) -> None:
         """Bind the executor and settings and build the signature verifier.
+
+        ``decisions`` (the ledger the executor records in) lets a link's page show a
+        decision already taken instead of its button.
 
         Raises:
             ConfigurationError: A signing secret is malformed.
@@ -91,12 +102,12 @@ class HttpHandler:
             # Links (and the cryptography they need) load only where they are switched on.
             from completer.handlers.links import LinkPages
 
-            self.links = LinkPages(executor, secret=secret.get_secret_value())
+            self.links = LinkPages(executor, secret=secret.get_secret_value(), decisions=decisions)
 
     async def handle(self, request: HttpRequest) -> HttpAnswer:
         """Answer one HTTP request; never raises, every outcome becomes an answer."""
         request_id = request_id_of(request.headers)
-        # A link's sealed part is its own authentication, and a browser's form is not JSON.
+        # A link's (or receipt's) sealed part is its own authentication; a form is not JSON.
         if self.links is not None and self.links.applies_to(request):
             return _answer_page(await self.links.handle(request, request_id=request_id))
         fields: dict[str, Any] = {"request_id": request_id, "method": request.method}

@@ -1,48 +1,73 @@
-"""Completion links on the HTTP function: a confirmation page on GET, the completion on POST.
+"""Completion links on the HTTP function: a page on GET, the choice on POST, then a receipt.
 
 A link is ``<function url>?choice=<label>&link=<sealed>`` (:mod:`completer.links`). Mail
-scanners and link previews fetch GET links, so::
+scanners and link previews fetch GET links, so a GET never carries anything out::
 
-    GET  ?choice&link -> open the link (401 page when expired, tampered or the wrong choice)
-                      -> 200 page: what will happen, one button, a form that POSTs here
-    POST ?choice&link -> open the link again -> completion client
-                      -> 200 "done" page, 404 "already used" page, or an error page
+    GET  ?choice&link -> open the link (401 page when expired or altered)
+                      -> decided page, when the ledger knows the activity was decided
+                      -> else the confirmation page: one button, a form that POSTs here
+    POST ?choice&link -> open the link again -> executor (the ledger's, in the functions)
+                      -> 303 See Other to ?receipt=<sealed> (also for a replay of the
+                         same choice), or a page saying why nothing was done
+    GET  ?receipt     -> the receipt page; no engine call, so reloading changes nothing
 
 The sealed link is the capability: the POST carries it in its URL, as the page's form
 submits to the page's own URL, and a body field ``link`` (the page sends one) must repeat
 it. A POST a browser marks as cross-site (``Sec-Fetch-Site``) is refused, so another site
-cannot submit a link for a person who opened it. Pages are never cached, send no referrer
-and cannot be framed (no clickjacking of the one button). Everything shown is escaped.
+cannot submit a link for a person who opened it. The pages are rendered by
+:mod:`completer.pages` in the browser's language; see docs/approval-pages.md.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qs, urlencode
 
 from completer.errors import (
     ActivityNotFound,
     CompleterError,
+    Conflict,
     EngineUnavailable,
-    InternalError,
     InvalidRequest,
     PayloadTooLarge,
     Unauthorized,
 )
-from completer.links import CHOICE_PARAM, LINK_PARAM, OpenedLink, open_link
-from completer.models import Action, CompletionOutcome, CompletionRequest, Origin
+from completer.links import (
+    CHOICE_PARAM,
+    LINK_PARAM,
+    RECEIPT_PARAM,
+    ExpiredLink,
+    OpenedLink,
+    create_receipt,
+    open_link,
+    open_receipt,
+)
+from completer.models import Origin
+from completer.pages import (
+    PAGE_HEADERS,
+    LinkView,
+    RenderedPage,
+    activity_gone_page,
+    confirmation_page,
+    cross_site_page,
+    decided_page,
+    engine_down_page,
+    expired_page,
+    invalid_link_page,
+    problem_page,
+    receipt_page,
+)
 
 if TYPE_CHECKING:
     from completer.executor import Executor
     from completer.handlers.exchange import HttpRequest
+    from completer.ledger import Decision
+    from completer.models import CompletionRequest
 
-__all__ = ["LinkPage", "LinkPages"]
+__all__ = ["DecisionLookup", "LinkPages"]
 
 logger = logging.getLogger("completer.http")
 
@@ -53,72 +78,78 @@ CROSS_SITE = "cross-site"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 # The page's form is a few hundred bytes; anything much larger is not from it.
 MAX_FORM_BYTES = 16 * 1024
-SHOWN_RESULT_CHARS = 400
-
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    # Inline style only; the form may post only to this origin; never inside a frame.
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
+LINK_TRIGGER = "link"
 
 
-@dataclass(frozen=True)
-class LinkPage:
-    """An HTML answer to a link request."""
+class DecisionLookup(Protocol):
+    """What was decided for an activity: :class:`completer.ledger.Ledger` is one."""
 
-    status: int
-    html: str
-    headers: dict[str, str]
+    @property
+    def shared(self) -> bool:
+        """True when every instance records in it, so that "nothing decided" is certain."""
+        ...
+
+    async def decision(self, request: CompletionRequest, /) -> Decision | None:
+        """The decision carried out for ``request``'s activity, or None while there is none."""
+        ...
+
+
+class _CrossSite(Unauthorized):
+    """The POST did not come from the link's own page (the link itself still works)."""
 
 
 class LinkPages:
-    """Answers GET and POST requests to completion links with HTML pages."""
+    """Answers GET and POST requests to completion links, and GETs of receipts, with pages."""
 
-    def __init__(self, executor: Executor, *, secret: str) -> None:
-        """Bind the executor and ``COMPLETER_LINK_SECRET``."""
+    def __init__(
+        self, executor: Executor, *, secret: str, decisions: DecisionLookup | None = None
+    ) -> None:
+        """Bind the executor, ``COMPLETER_LINK_SECRET`` and, optionally, the ledger.
+
+        Args:
+            executor: Carries out a link's choice (in the functions: the ledger's executor).
+            secret: The link secret (links and receipts are sealed with it).
+            decisions: Says whether an activity was already decided (the ledger the
+                executor records in). A decision it knows is shown instead of the button;
+                without it, or when it is not shared by every instance (the in-process
+                memory ledger), an undecided link's page says it cannot know for sure.
+        """
         self.executor = executor
+        self.decisions = decisions
         self._secret = secret
 
     @staticmethod
     def applies_to(request: HttpRequest) -> bool:
-        """True for a GET, HEAD or POST whose URL carries a ``link`` parameter."""
+        """True for a link request (GET, HEAD, POST) or a receipt's GET or HEAD."""
+        if RECEIPT_PARAM in request.query:
+            return request.method in ("GET", "HEAD")
         return LINK_PARAM in request.query and request.method in ("GET", "HEAD", "POST")
 
-    async def handle(self, request: HttpRequest, *, request_id: str) -> LinkPage:
-        """Answer one link request; never raises."""
+    async def handle(self, request: HttpRequest, *, request_id: str) -> RenderedPage:
+        """Answer one link or receipt request; never raises."""
+        language = request.headers.get("accept-language")
         fields: dict[str, Any] = {"request_id": request_id, "method": request.method, "link": True}
+        opened: OpenedLink | None = None
         try:
-            opened = self._open(request)
-            fields.update(
-                activity=opened.request.describe_activity(),
-                action=opened.request.action.value,
-                choice=opened.choice,
-            )
-            if request.method == "POST":
-                await self._check_post(request)
-                started = time.perf_counter()
-                try:
-                    outcome = await self.executor.execute(
-                        opened.request, origin=Origin(trigger="link")
-                    )
-                finally:
-                    fields["engine_ms"] = round((time.perf_counter() - started) * 1000, 1)
-                page = _done(opened, outcome)
-                fields["outcome"] = outcome.status.value
+            if RECEIPT_PARAM in request.query:
+                page = self._receipt(request, language)
+                fields["outcome"] = "receipt_shown"
             else:
-                page = _confirmation(opened, sealed=request.query.get(LINK_PARAM, ""))
-                fields["outcome"] = "confirmation_shown"
+                opened = self._open(request)
+                fields.update(
+                    activity=opened.request.describe_activity(),
+                    action=opened.request.action.value,
+                    choice=opened.choice,
+                )
+                if request.method == "POST":
+                    page = await self._carry_out(request, opened, language, fields)
+                else:
+                    page = await self._show(request, opened, language, fields)
         except CompleterError as exc:
-            page = _refusal(exc)
+            page = await self._refusal(exc, opened, language)
             fields["outcome"] = exc.code
         except Exception as exc:  # noqa: BLE001 - a person gets a page, never a stack trace
-            page = _refusal(InternalError("an unexpected error occurred; try again."))
+            page = problem_page(status=500, accept_language=language)
             fields.update(outcome="internal", error_type=type(exc).__name__)
         fields["status"] = page.status
         level = logging.INFO if page.status < 500 else logging.WARNING
@@ -132,140 +163,153 @@ class LinkPages:
         choice = request.query.get(CHOICE_PARAM)
         return open_link(sealed, secret=self._secret, choice=choice)
 
-    @staticmethod
-    async def _check_post(request: HttpRequest) -> None:
-        if request.headers.get(SEC_FETCH_SITE, "").lower() == CROSS_SITE:
-            raise Unauthorized("confirm on the link's own page, not from another site.")
-        if request.media_type != FORM_MEDIA_TYPE:
-            return  # an empty POST (curl -X POST '<link>') carries the link in its URL only
-        declared = request.content_length
-        if declared is not None and declared > MAX_FORM_BYTES:
-            raise PayloadTooLarge("the confirmation form is too large.")
-        raw = await request.read(MAX_FORM_BYTES)
-        if len(raw) > MAX_FORM_BYTES:
-            raise PayloadTooLarge("the confirmation form is too large.")
-        form = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
-        posted = form.get(LINK_PARAM)
-        if posted is not None and posted != [request.query.get(LINK_PARAM, "")]:
-            raise Unauthorized("the confirmation does not belong to this link.")
+    def _receipt(self, request: HttpRequest, language: str | None) -> RenderedPage:
+        receipt = open_receipt(request.query.get(RECEIPT_PARAM, ""), secret=self._secret)
+        return receipt_page(**asdict(receipt), accept_language=language)
+
+    async def _show(
+        self,
+        request: HttpRequest,
+        opened: OpenedLink,
+        language: str | None,
+        fields: dict[str, Any],
+    ) -> RenderedPage:
+        state_known = False
+        if self.decisions is not None:
+            try:
+                decision = await self.decisions.decision(opened.request)
+            except CompleterError as exc:
+                # The button still works (or says why not); only the page knows less.
+                fields["ledger_error"] = exc.code
+            else:
+                if decision is not None:
+                    fields["outcome"] = "decided_shown"
+                    return _decided(decision, opened, language, status=200)
+                # An in-process ledger knows only this instance's decisions.
+                state_known = self.decisions.shared
+        fields["outcome"] = "confirmation_shown"
+        return confirmation_page(
+            LinkView.of(opened),
+            sealed_link=request.query.get(LINK_PARAM, ""),
+            expires_at=opened.expires_at,
+            state_known=state_known,
+            accept_language=language,
+        )
+
+    async def _carry_out(
+        self,
+        request: HttpRequest,
+        opened: OpenedLink,
+        language: str | None,
+        fields: dict[str, Any],
+    ) -> RenderedPage:
+        await _check_post(request)
+        started = time.perf_counter()
+        try:
+            # The choice's label travels as the origin's source, so the ledger can name it.
+            origin = Origin(trigger=LINK_TRIGGER, source=opened.choice)
+            outcome = await self.executor.execute(opened.request, origin=origin)
+        finally:
+            fields["engine_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        fields.update(outcome=outcome.status.value, replayed=outcome.replayed)
+        decided_at = time.time()
+        if outcome.replayed and self.decisions is not None:
+            # A repeat of the same choice: the receipt shows when it was first carried out.
+            decided_at = await self._first_decided_at(opened, default=decided_at)
+        location = create_receipt(
+            _receipt_base(request),
+            secret=self._secret,
+            choice=opened.choice,
+            status=outcome.status.value,
+            decided_at=decided_at,
+            title=opened.title,
+        )
+        # Post/Redirect/Get: the browser lands on the receipt, so a reload sends nothing.
+        return RenderedPage(303, {**PAGE_HEADERS, "Location": location}, "")
+
+    async def _first_decided_at(self, opened: OpenedLink, *, default: float) -> float:
+        assert self.decisions is not None
+        try:
+            decision = await self.decisions.decision(opened.request)
+        except CompleterError:
+            return default
+        return decision.decided_at if decision is not None else default
+
+    async def _refusal(
+        self, error: CompleterError, opened: OpenedLink | None, language: str | None
+    ) -> RenderedPage:
+        if isinstance(error, Conflict) and opened is not None and self.decisions is not None:
+            # Another choice (or request) was carried out first: say which and when.
+            try:
+                decision = await self.decisions.decision(opened.request)
+            except CompleterError:
+                decision = None
+            if decision is not None:
+                return _decided(decision, opened, language, status=409)
+        return _refusal_page(error, language)
 
 
-# --- pages ----------------------------------------------------------------------------------
-
-_STYLE = """
-body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f5f6f8;
-color:#1d2330}
-main{max-width:32rem;margin:12vh auto;padding:2rem;background:#fff;border-radius:12px;
-box-shadow:0 1px 4px rgba(0,0,0,.08)}
-h1{font-size:1.35rem;margin:0 0 1rem}
-p{margin:.5rem 0}
-pre{background:#f0f2f5;padding:.6rem .8rem;border-radius:6px;white-space:pre-wrap;
-word-break:break-word;font-size:.9rem}
-.muted{color:#5b6475;font-size:.9rem}
-button{font:inherit;font-weight:600;color:#fff;border:0;border-radius:8px;padding:.7rem 1.6rem;
-margin-top:1rem;cursor:pointer;background:#1f6feb}
-button.reject{background:#c62828}
-"""
-
-
-def _page(status: int, title: str, body: str) -> LinkPage:
-    document = (
-        "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>\n"
+def _decided(
+    decision: Decision, opened: OpenedLink, language: str | None, *, status: int
+) -> RenderedPage:
+    choice = None
+    if decision.same_request:
+        choice = opened.choice
+    elif decision.trigger == LINK_TRIGGER:
+        choice = decision.source
+    return decided_page(
+        decided_at=decision.decided_at,
+        decided_status=decision.status,
+        decided_choice=choice,
+        title=opened.title,
+        status=status,
+        accept_language=language,
     )
-    return LinkPage(status, document, dict(PAGE_HEADERS))
 
 
-def _label(choice: str) -> str:
-    return choice[:1].upper() + choice[1:] if choice else "Confirm"
+def _refusal_page(error: CompleterError, language: str | None) -> RenderedPage:
+    if isinstance(error, ExpiredLink):
+        return expired_page(accept_language=language)
+    if isinstance(error, _CrossSite):
+        return cross_site_page(accept_language=language)
+    if isinstance(error, PayloadTooLarge):
+        return cross_site_page(status=413, accept_language=language)
+    if isinstance(error, Unauthorized):
+        return invalid_link_page(accept_language=language)
+    if isinstance(error, InvalidRequest):
+        return invalid_link_page(status=400, accept_language=language)
+    if isinstance(error, ActivityNotFound | Conflict):
+        # Without a ledger to say what was decided: the step is no longer waiting.
+        return activity_gone_page(accept_language=language)
+    if isinstance(error, EngineUnavailable):
+        return engine_down_page(retry_after=error.retry_after, accept_language=language)
+    return problem_page(status=error.http_status, accept_language=language)
 
 
-def _when(unix_time: int) -> str:
-    return datetime.fromtimestamp(unix_time, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+async def _check_post(request: HttpRequest) -> None:
+    if request.headers.get(SEC_FETCH_SITE, "").lower() == CROSS_SITE:
+        raise _CrossSite("confirm on the link's own page, not from another site.")
+    if request.media_type != FORM_MEDIA_TYPE:
+        return  # an empty POST (curl -X POST '<link>') carries the link in its URL only
+    declared = request.content_length
+    if declared is not None and declared > MAX_FORM_BYTES:
+        raise PayloadTooLarge("the confirmation form is too large.")
+    raw = await request.read(MAX_FORM_BYTES)
+    if len(raw) > MAX_FORM_BYTES:
+        raise PayloadTooLarge("the confirmation form is too large.")
+    form = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
+    posted = form.get(LINK_PARAM)
+    if posted is not None and posted != [request.query.get(LINK_PARAM, "")]:
+        raise _CrossSite("the confirmation does not belong to this link.")
 
 
-def _shown_json(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, indent=1)
-    if len(text) > SHOWN_RESULT_CHARS:
-        text = text[:SHOWN_RESULT_CHARS] + " …"
-    return html.escape(text)
-
-
-def _what_happens(request: CompletionRequest) -> str:
-    if request.action is Action.FAIL and request.error is not None:
-        return (
-            "<p>This will <strong>reject</strong> the waiting step: it fails with</p>"
-            f"<pre>{html.escape(request.error.message)}</pre>"
-        )
-    return (
-        "<p>This will <strong>complete</strong> the waiting step with the result</p>"
-        f"<pre>{_shown_json(request.result)}</pre>"
-    )
-
-
-def _confirmation(opened: OpenedLink, *, sealed: str) -> LinkPage:
-    label = _label(opened.choice)
-    css = ' class="reject"' if opened.request.action is Action.FAIL else ""
-    # No action attribute: the form posts to this page's own URL, sealed link included.
-    body = (
-        f"{_what_happens(opened.request)}"
-        f'<form method="post">'
-        f'<input type="hidden" name="{LINK_PARAM}" value="{html.escape(sealed)}">'
-        f"<button type=submit{css}>{html.escape(label)}</button></form>"
-        f'<p class="muted">Nothing happens until you press {html.escape(label)}. '
-        f"This link works once and expires {html.escape(_when(opened.expires_at))}.</p>"
-    )
-    return _page(200, f"{label}?", body)
-
-
-def _done(opened: OpenedLink, outcome: CompletionOutcome) -> LinkPage:
-    label = _label(opened.choice)
-    verb = "rejected" if outcome.status.value == "failed" else "completed"
-    body = (
-        f"<p>The waiting step was {verb}. You can close this page.</p>"
-        f'<p class="muted">Choice: {html.escape(opened.choice)}</p>'
-    )
-    return _page(200, f"Done: {label}", body)
-
-
-def _refusal(error: CompleterError) -> LinkPage:
-    if isinstance(error, ActivityNotFound):
-        page = _page(
-            404,
-            "This link was already used",
-            "<p>The step it was for is no longer waiting: the link was already used (here "
-            "or with another choice), or the step finished or timed out. Nothing was "
-            "changed.</p>",
-        )
-    elif isinstance(error, Unauthorized):
-        page = _page(
-            401,
-            "This link cannot be used",
-            f"<p>{html.escape(_sentence(error.message))}</p>"
-            "<p>Nothing was changed. Ask whoever sent it for a new link.</p>",
-        )
-    elif isinstance(error, InvalidRequest):
-        page = _page(
-            400,
-            "This link cannot be used",
-            f"<p>{html.escape(_sentence(error.message))}</p><p>Nothing was changed.</p>",
-        )
-    else:
-        page = _page(
-            error.http_status,
-            "Not done yet",
-            "<p>The step could not be updated right now; nothing was changed. "
-            "Go back and press the button again in a minute.</p>"
-            f'<p class="muted">{html.escape(error.code)}</p>',
-        )
-        if isinstance(error, EngineUnavailable):
-            page.headers["Retry-After"] = str(error.retry_after)
-    return page
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
+def _receipt_base(request: HttpRequest) -> str:
+    # A relative reference: the browser resolves it against the URL it posted to (the
+    # function's), keeping any query parameter that is not the link's own.
+    kept = {
+        name: value
+        for name, value in request.query.items()
+        if name not in (CHOICE_PARAM, LINK_PARAM, RECEIPT_PARAM)
+    }
+    # errors="replace": a lone surrogate in a stray parameter must not lose the receipt.
+    return f"?{urlencode(kept, errors='replace')}" if kept else ""

@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from completer.errors import CompleterError, EngineTimeout
 from completer.ledger.base import RecordState
 from completer.ledger.deliveries import DeliveryLog
 from completer.ledger.executor import LedgerExecutor
-from completer.ledger.keys import ActivityNaming
+from completer.ledger.keys import ActivityNaming, request_fingerprint
 from completer.ledger.registry import CorrelationRegistry
 
 if TYPE_CHECKING:
@@ -20,8 +22,9 @@ if TYPE_CHECKING:
 
     from completer.executor import Executor
     from completer.ledger.base import LedgerStore
+    from completer.models import CompletionRequest
 
-__all__ = ["DEFAULT_TTL_SECONDS", "Ledger"]
+__all__ = ["DEFAULT_TTL_SECONDS", "Decision", "Ledger"]
 
 logger = logging.getLogger("completer")
 
@@ -32,6 +35,26 @@ _IN_PROGRESS_MARGIN_SECONDS = 5.0
 _WAIT_MARGIN_SECONDS = 2.0
 _POLL_FIRST_SECONDS = 0.05
 _POLL_MAX_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the ledger says was decided for an activity (see :meth:`Ledger.decision`).
+
+    Attributes:
+        status: The outcome's status: ``"completed"``, ``"failed"`` or ``"cancelled"``.
+        decided_at: Unix time it was carried out.
+        same_request: True when the carried-out request is the one asked about (the same
+            action and payload): a repeat of it is answered again, anything else is a conflict.
+        trigger: The trigger that carried it out (``"link"``, ``"http"``, ...), when known.
+        source: What the trigger said about it (a link's choice label), when known.
+    """
+
+    status: str
+    decided_at: float
+    same_request: bool
+    trigger: str | None = None
+    source: str | None = None
 
 
 class Ledger:
@@ -98,6 +121,38 @@ class Ledger:
             "expires_at": record.expires_at,
         }
 
+    @property
+    def shared(self) -> bool:
+        """True when every instance records in this ledger (not the in-process memory one).
+
+        Only then does "nothing decided" hold beyond this instance.
+        """
+        return self.store.kind != "memory"
+
+    async def decision(self, request: CompletionRequest, /) -> Decision | None:
+        """What was carried out for ``request``'s activity, or None while nothing was.
+
+        Raises:
+            EngineUnavailable: The store cannot be reached.
+        """
+        record = await self.store.get(ActivityNaming.of(request, scope=self.scope).key)
+        if record is None or record.state is not RecordState.COMPLETED:
+            return None
+        data = record.data
+        outcome = data.get("outcome") or {}
+        origin = data.get("origin") or {}
+        try:
+            decided_at = datetime.fromisoformat(str(data.get("at"))).timestamp()
+        except ValueError:
+            decided_at = float(record.expires_at - self.ttl_seconds)
+        return Decision(
+            status=str(outcome.get("status", "completed")),
+            decided_at=decided_at,
+            same_request=record.fingerprint == request_fingerprint(request),
+            trigger=_text(origin.get("trigger")),
+            source=_text(origin.get("source")),
+        )
+
     async def release(self, key: str) -> None:
         """Drop a claim so that the next try goes on (a failure here only delays that)."""
         try:
@@ -140,3 +195,7 @@ class Ledger:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

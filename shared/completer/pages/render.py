@@ -217,9 +217,12 @@ class _Messages:
         outcomes = {
             "completed": self.gettext("The waiting step went ahead."),
             "failed": self.gettext("The waiting step was stopped as rejected."),
-            "canceled": self.gettext("The waiting step was cancelled."),
+            "cancelled": self.gettext("The waiting step was cancelled."),
         }
-        return outcomes.get(status, self.gettext("The waiting step was updated."))
+        # "canceled" is the engines' American spelling; the completer answers "cancelled".
+        return outcomes.get(
+            status.replace("canceled", "cancelled"), self.gettext("The waiting step was updated.")
+        )
 
 
 # --- shown values -----------------------------------------------------------------------------
@@ -395,7 +398,7 @@ def decided_page(
 
     Args:
         decided_at: Unix time of the decision.
-        decided_status: Its outcome status: ``"completed"``, ``"failed"`` or ``"canceled"``.
+        decided_status: Its outcome status: ``"completed"``, ``"failed"`` or ``"cancelled"``.
         decided_choice: The choice's label when known (else the outcome is shown).
         title: The link's title, when it has one.
         status: 200 on a GET; 409 when a POST of another choice meets the decision.
