@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import socket
 from functools import cache, cached_property
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AliasChoices,
@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from completer.errors import ConfigurationError
 from completer.signatures import UNRESTRICTED, SigningKey, parse_scopes, parse_signing_secrets
+
+if TYPE_CHECKING:
+    from completer.events.objects import KeyPattern
 
 __all__ = ["Backend", "Settings", "get_settings", "load_settings", "require_http_guard"]
 
@@ -99,6 +102,19 @@ class Settings(BaseSettings):
     ledger_ttl_seconds: int = Field(
         default=604_800, ge=1, le=315_360_000, validation_alias=_env("COMPLETER_LEDGER_TTL_SECONDS")
     )
+    # Correlation keys (completer.correlation; docs/callbacks-and-keys.md).
+    early_arrival_ttl_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        le=315_360_000,
+        validation_alias=_env("COMPLETER_EARLY_ARRIVAL_TTL_SECONDS"),
+    )
+    s3_key_pattern: str | None = Field(
+        default=None, validation_alias=_env("COMPLETER_S3_KEY_PATTERN")
+    )
+    gcs_key_pattern: str | None = Field(
+        default=None, validation_alias=_env("COMPLETER_GCS_KEY_PATTERN")
+    )
     cadence_address: str = Field(
         default="localhost:7833", min_length=1, validation_alias=_env("CADENCE_ADDRESS")
     )
@@ -134,6 +150,8 @@ class Settings(BaseSettings):
         "data_converter",
         "cadence_domain",
         "signing_scopes",
+        "s3_key_pattern",
+        "gcs_key_pattern",
         mode="before",
     )
     @classmethod
@@ -190,6 +208,15 @@ class Settings(BaseSettings):
             parse_ledger_url(value)
         return value
 
+    @field_validator("s3_key_pattern", "gcs_key_pattern")
+    @classmethod
+    def _key_pattern(cls, value: str | None) -> str | None:
+        from completer.events.objects import KeyPattern
+
+        if value is not None:
+            KeyPattern(value)
+        return value
+
     @field_validator("data_converter")
     @classmethod
     def _dotted_path(cls, value: str | None) -> str | None:
@@ -218,6 +245,16 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"COMPLETER_SIGNING_SCOPES is invalid: {exc}") from None
         return self
+
+    @property
+    def s3_key(self) -> KeyPattern | None:
+        """``COMPLETER_S3_KEY_PATTERN``, parsed."""
+        return _key_pattern(self.s3_key_pattern)
+
+    @property
+    def gcs_key(self) -> KeyPattern | None:
+        """``COMPLETER_GCS_KEY_PATTERN``, parsed."""
+        return _key_pattern(self.gcs_key_pattern)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -249,6 +286,12 @@ class Settings(BaseSettings):
             )
             for number, (name, key) in enumerate(pairs, start=1)
         )
+
+
+def _key_pattern(value: str | None) -> KeyPattern | None:
+    from completer.events.objects import KeyPattern
+
+    return None if value is None else KeyPattern(value)
 
 
 def require_http_guard(settings: Settings) -> None:
