@@ -54,7 +54,7 @@ SECRET = "callback-secret-" + "x" * 32
 FUNCTION_URL = "https://fn.example.test/complete"
 
 # A Stripe-like event (https://docs.stripe.com/api/events/object), trimmed.
-STRIPE_SUCCEEDED = {
+STRIPE_SUCCEEDED: dict[str, Any] = {
     "id": "evt_3PZ1",
     "object": "event",
     "type": "payment_intent.succeeded",
@@ -74,7 +74,7 @@ STRIPE_FAILED_WHEN = "type == 'payment_intent.payment_failed'"
 
 # A GitHub workflow_run webhook (https://docs.github.com/webhooks/webhook-events-and-payloads),
 # trimmed.
-GITHUB_RUN_FAILED = {
+GITHUB_RUN_FAILED: dict[str, Any] = {
     "action": "completed",
     "workflow_run": {
         "id": 30433642,
@@ -244,7 +244,8 @@ async def failure_of(waiting: WaitingActivity) -> ApplicationError:
 
 
 def test_bad_expressions_are_refused_when_the_url_is_made():
-    for bad in ({"select": "data.["}, {"fail_when": "type =="}, {"select": ""}):
+    bads: list[dict[str, Any]] = [{"select": "data.["}, {"fail_when": "type =="}, {"select": ""}]
+    for bad in bads:
         with pytest.raises(InvalidRequest, match="JMESPath"):
             callback_url(FUNCTION_URL, secret=SECRET, task_token="dG9rZW4", **bad)
 
@@ -350,7 +351,7 @@ async def test_github_workflow_run_failure_fails_the_activity(
         {
             "id": 30433642,
             "conclusion": "failure",
-            "url": GITHUB_RUN_FAILED["workflow_run"]["html_url"],  # type: ignore[index]
+            "url": GITHUB_RUN_FAILED["workflow_run"]["html_url"],
         },
     )
 
@@ -639,7 +640,7 @@ async def test_s3_key_pattern_through_a_real_notification(aws_chain: Chain, aws:
     handler = S3Handler(aws_chain.executor, settings=aws_chain.settings, s3=s3)
 
     def notifications() -> dict[str, Any]:
-        records = []
+        records: list[dict[str, Any]] = []
         deadline = time.monotonic() + 10
         while not records and time.monotonic() < deadline:
             for m in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []):
