@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from completer.activity import callback_url, callback_url_async, register_async
 from completer.callbacks import open_callback
+from completer.cli import EXIT_CODES
 from completer.client import CompletionClient
 from completer.correlation import CorrelationExecutor, build_executor
 from completer.errors import ConfigurationError, Conflict, InvalidRequest, Unauthorized
@@ -49,6 +50,7 @@ from tests.support.moto_server import FAKE_CREDENTIALS, REGION
 from tests.support.pubsub import PubSubEmulator, pubsub_emulator
 from tests.support.stepfunctions import MotoStepFunctions, moto_stepfunctions
 from tests.support.temporal import TemporalServer, WaitingActivity
+from tests.test_cli import completer as run_cli
 
 SECRET = "callback-secret-" + "x" * 32
 FUNCTION_URL = "https://fn.example.test/complete"
@@ -716,3 +718,50 @@ async def test_step_functions_task_completed_by_key(
 def test_completion_request_by_key_is_log_safe():
     request = CompletionRequest.build({"correlation_key": "k" * 1000})
     assert len(request.describe_activity()) < 120
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+async def test_cli_callback_url_looks_the_run_id_up_and_refuses_bad_expressions(
+    temporal_server: TemporalServer, waiting: WaitingActivity
+):
+    env = {"COMPLETER_LINK_SECRET": SECRET, "TEMPORAL_ADDRESS": temporal_server.address}
+    ids = ("-w", waiting.workflow_id, "-a", waiting.activity_id)
+    made = await run_cli("callback-url", "--url", FUNCTION_URL, *ids, "--ttl", "1d", env=env)
+    assert made.returncode == 0, made.stderr
+    opened = open_callback(sealed(made.json()["url"])["callback"], secret=SECRET)
+    assert opened.activity["run_id"] == waiting.run_id
+    assert opened.expires_at == pytest.approx(time.time() + 86400, abs=60)
+    bad = await run_cli(
+        "callback-url", "--url", FUNCTION_URL, *ids, "-r", "r1", "--select", "data.[", env=env
+    )
+    assert bad.returncode == EXIT_CODES["invalid_request"]
+    assert "JMESPath" in bad.stderr
+
+
+async def test_cli_register_needs_a_ledger_and_carries_out_what_waited(
+    gcp_chain: Chain, temporal_server: TemporalServer, waiting: WaitingActivity
+):
+    handler = HttpHandler(gcp_chain.executor, settings=gcp_chain.settings)
+    plain = await run_cli("register", "k", "-t", waiting.token_b64, env={"COMPLETER_LEDGER": ""})
+    assert plain.returncode == EXIT_CODES["configuration"]
+    assert "COMPLETER_LEDGER" in plain.stderr
+    key = f"ORDER-{uuid.uuid4().hex[:6]}"
+    assert await post(handler, body={"correlation_key": key, "result": "early"}) == (
+        202,
+        {"status": "buffered"},
+    )
+    env = {
+        "COMPLETER_LEDGER": str(gcp_chain.settings.ledger),
+        "TEMPORAL_ADDRESS": temporal_server.address,
+    }
+    done = await run_cli(
+        "register", key, "-w", waiting.workflow_id, "-a", waiting.activity_id, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.json() == {"status": "completed"}
+    assert await asyncio.wait_for(waiting.handle.result(), 20) == "early"
+    again = await run_cli("register", key, "-t", waiting.token_b64, "--ttl", "1h", env=env)
+    assert again.returncode == 0, again.stderr  # consumed: free for another activity
+    assert again.json() == {"registered": key}

@@ -8,7 +8,8 @@ executor and resolves the key in the ledger's registry:
   through the ledger (so a repeat is replayed, a different request is ``conflict``), and a
   complete, fail or cancel consumes the key;
 - nobody registered it yet: the request is kept for ``COMPLETER_EARLY_ARRIVAL_TTL_SECONDS``
-  and answered ``buffered``; :func:`register_key` carries it out when the key is registered.
+  and answered ``buffered``; :func:`register_key` carries it out when the key is registered
+  (a heartbeat is not kept: ``activity_not_found``).
 
 Requests named by token or IDs pass straight through. Every trigger uses the same chain,
 built by :func:`build_executor`.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from completer.errors import CompleterError
+from completer.errors import ActivityNotFound, CompleterError
 from completer.models import Action, CompletionOutcome, CompletionRequest, Origin, Status
 
 if TYPE_CHECKING:
@@ -74,6 +75,12 @@ class CorrelationExecutor:
         registration = await registry.lookup(key, include_consumed=True)
         if registration is not None:
             return await self._carry_out(request, registration, origin)
+        if request.action is Action.HEARTBEAT:
+            # Only the request that ends the wait is kept (one per key): a heartbeat kept
+            # would make the completion that follows it a conflict.
+            raise ActivityNotFound(
+                "no activity has registered this correlation key yet; heartbeats are not kept."
+            )
         await registry.buffer(
             key, _body(request), origin=origin, ttl_seconds=self.early_arrival_ttl_seconds
         )
