@@ -765,3 +765,66 @@ async def test_cli_register_needs_a_ledger_and_carries_out_what_waited(
     again = await run_cli("register", key, "-t", waiting.token_b64, "--ttl", "1h", env=env)
     assert again.returncode == 0, again.stderr  # consumed: free for another activity
     assert again.json() == {"registered": key}
+
+
+# --- the other engines ------------------------------------------------------------------------
+
+
+@pytest.mark.moto
+async def test_step_functions_task_completed_by_callback_url(moto_sfn: MotoStepFunctions, aws: str):
+    settings = Settings(
+        COMPLETER_BACKEND="stepfunctions",
+        COMPLETER_RPC_TIMEOUT_SECONDS=5,
+        COMPLETER_LINK_SECRET=SECRET,
+    )
+    task = moto_sfn.start_waiting()
+    async with CompletionClient.create(settings) as client:
+        chain = build_executor(settings, client)
+        handler = HttpHandler(chain, settings=settings)
+        url = callback_url(
+            FUNCTION_URL, secret=SECRET, task_token=task.task_token, select="data.object"
+        )
+        try:
+            assert await post(handler, query=sealed(url), body=STRIPE_SUCCEEDED) == (
+                200,
+                {"status": "completed"},
+            )
+        finally:
+            await chain.ledger.close()
+    finished = await task.finished()
+    assert json.loads(finished["output"]) == STRIPE_SUCCEEDED["data"]["object"]
+
+
+async def test_cadence_by_callback_url_and_by_key():
+    from tests.support.cadence import fake_frontend
+
+    async with fake_frontend() as frontend:
+        settings = Settings(
+            COMPLETER_BACKEND="cadence",
+            CADENCE_ADDRESS=frontend.address,
+            CADENCE_DOMAIN="orders",
+            COMPLETER_RPC_TIMEOUT_SECONDS=5,
+            COMPLETER_LINK_SECRET=SECRET,
+        )
+        by_url = frontend.api.schedule_activity("await-payment")
+        by_key = frontend.api.schedule_activity("await-file")
+        async with CompletionClient.create(settings) as client:
+            chain = build_executor(settings, client)
+            handler = HttpHandler(chain, settings=settings)
+            try:
+                token = base64.b64encode(by_url.task_token).decode()
+                url = callback_url(FUNCTION_URL, secret=SECRET, task_token=token, select="data")
+                status, _ = await post(handler, query=sealed(url), body={"data": {"ok": True}})
+                assert status == 200
+                # The in-process ledger holds the key for this instance (tests only: a real
+                # registration needs a shared ledger).
+                request = {"correlation_key": "cadence-1", "result": [1, 2]}
+                assert await post(handler, body=request) == (202, {"status": "buffered"})
+                key_token = base64.b64encode(by_key.task_token).decode()
+                outcome = await register_async("cadence-1", task_token=key_token, executor=chain)
+                assert outcome is not None
+                assert outcome.status == "completed"
+            finally:
+                await chain.ledger.close()
+        assert by_url.closed == ("completed", b'{"ok":true}')
+        assert by_key.closed == ("completed", b"[1,2]")

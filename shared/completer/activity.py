@@ -885,8 +885,10 @@ async def register_async(
         workflow_id: With ``activity_id`` (+ ``run_id``), instead of a token.
         activity_id: See ``workflow_id``.
         run_id: See ``workflow_id``.
-        ttl_seconds: How long the key names the activity (default: the ledger's TTL).
-        settings: The settings (default: read from the environment).
+        ttl_seconds: How long the key names the activity (default: the ledger's TTL,
+            ``COMPLETER_LEDGER_TTL_SECONDS``).
+        settings: The settings (default: read from the environment; unused with
+            ``executor``).
         executor: The completion chain to use (default: one built from the settings and
             closed afterwards).
 
@@ -908,10 +910,10 @@ async def register_async(
     if not isinstance(key, str) or not key or len(key) > MAX_ID_LENGTH:
         raise InvalidRequest(f"a correlation key is 1 to {MAX_ID_LENGTH} characters.")
     activity = _registered_activity(task_token, workflow_id, activity_id, run_id)
-    settings = settings or load_settings()
     if executor is not None:
-        ttl = settings.ledger_ttl_seconds if ttl_seconds is None else ttl_seconds
+        ttl = executor.ledger.ttl_seconds if ttl_seconds is None else ttl_seconds
         return await register_key(executor, key, activity=activity, ttl_seconds=ttl)
+    settings = settings or load_settings()
     if settings.ledger is None:
         raise ConfigurationError(
             "registering a correlation key needs the shared ledger the functions use: "
