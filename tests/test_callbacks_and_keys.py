@@ -828,3 +828,12 @@ async def test_cadence_by_callback_url_and_by_key():
                 await chain.ledger.close()
         assert by_url.closed == ("completed", b'{"ok":true}')
         assert by_key.closed == ("completed", b"[1,2]")
+
+
+async def test_a_request_too_big_to_keep_for_its_key_is_refused(gcp_chain: Chain):
+    handler = HttpHandler(gcp_chain.executor, settings=gcp_chain.settings)
+    key = f"big-{uuid.uuid4().hex[:6]}"
+    status, body = await post(handler, body={"correlation_key": key, "result": "x" * 400_000})
+    assert (status, body["error"]["code"]) == (413, "payload_too_large")
+    assert "register the key first" in body["error"]["message"]
+    assert await gcp_chain.ledger.registry.peek_buffered(key) is None

@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from completer.errors import ActivityNotFound, CompleterError
+from completer.errors import ActivityNotFound, CompleterError, PayloadTooLarge
+from completer.ledger.keys import canonical_json
 from completer.models import Action, CompletionOutcome, CompletionRequest, Origin, Status
 
 if TYPE_CHECKING:
@@ -30,12 +31,15 @@ if TYPE_CHECKING:
     from completer.ledger import Ledger, Registration
     from completer.settings import Settings
 
-__all__ = ["CorrelationExecutor", "build_executor", "register_key"]
+__all__ = ["MAX_BUFFERED_BYTES", "CorrelationExecutor", "build_executor", "register_key"]
 
 logger = logging.getLogger("completer")
 
 # Actions after which the activity no longer waits: they consume its key.
 _FINAL_ACTIONS = (Action.COMPLETE, Action.FAIL, Action.CANCEL)
+
+MAX_BUFFERED_BYTES = 300_000
+"""Largest request kept for an unregistered key, as JSON: a DynamoDB item holds 400 KB."""
 
 
 class CorrelationExecutor:
@@ -81,9 +85,13 @@ class CorrelationExecutor:
             raise ActivityNotFound(
                 "no activity has registered this correlation key yet; heartbeats are not kept."
             )
-        await registry.buffer(
-            key, _body(request), origin=origin, ttl_seconds=self.early_arrival_ttl_seconds
-        )
+        body = _body(request)
+        if len(canonical_json(body).encode("utf-8")) > MAX_BUFFERED_BYTES:
+            raise PayloadTooLarge(
+                f"no activity has registered this correlation key yet, and a request kept "
+                f"until one does is at most {MAX_BUFFERED_BYTES} bytes: register the key first."
+            )
+        await registry.buffer(key, body, origin=origin, ttl_seconds=self.early_arrival_ttl_seconds)
         # A registration that landed between the lookup and the buffer found nothing to
         # take: look again, so the request never waits for a key that is already there.
         registration = await registry.lookup(key)
