@@ -941,7 +941,9 @@ def ledger_show(
     async def go() -> Any:
         try:
             if correlation_key is not None:
-                registration = await the_ledger.registry.lookup(correlation_key)
+                registration = await the_ledger.registry.lookup(
+                    correlation_key, include_consumed=True
+                )
                 buffered = await the_ledger.registry.peek_buffered(correlation_key)
                 if registration is None and buffered is None:
                     return None
