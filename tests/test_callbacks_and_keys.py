@@ -837,3 +837,15 @@ async def test_a_request_too_big_to_keep_for_its_key_is_refused(gcp_chain: Chain
     assert (status, body["error"]["code"]) == (413, "payload_too_large")
     assert "register the key first" in body["error"]["message"]
     assert await gcp_chain.ledger.registry.peek_buffered(key) is None
+
+
+def test_a_restricted_signing_scope_does_not_cover_correlation_keys():
+    from completer.errors import Forbidden
+    from completer.signatures import UNRESTRICTED, Scope, check_scope
+
+    by_key = CompletionRequest.build({"correlation_key": "ORDER-1", "result": 1})
+    check_scope(UNRESTRICTED, by_key)
+    check_scope(Scope(actions=frozenset({by_key.action})), by_key)
+    for restricted in (Scope(workflow_id_prefixes=("acme-",)), Scope(namings=frozenset({"ids"}))):
+        with pytest.raises(Forbidden, match="correlation key"):
+            check_scope(restricted, by_key)
