@@ -54,53 +54,136 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=True)
 
-    backend: Backend = Field(default="temporal", validation_alias=_env("COMPLETER_BACKEND"))
+    backend: Backend = Field(
+        default="temporal",
+        validation_alias=_env("COMPLETER_BACKEND"),
+        description="The engine: `temporal`, `cadence` or `stepfunctions`.",
+    )
     rpc_timeout_seconds: float = Field(
-        default=10.0, gt=0, le=600, validation_alias=_env("COMPLETER_RPC_TIMEOUT_SECONDS")
+        default=10.0,
+        gt=0,
+        le=600,
+        validation_alias=_env("COMPLETER_RPC_TIMEOUT_SECONDS"),
+        description="Deadline of one engine call, in seconds.",
     )
     max_body_bytes: int = Field(
-        default=3 * MIB, gt=0, validation_alias=_env("COMPLETER_MAX_BODY_BYTES")
+        default=3 * MIB,
+        gt=0,
+        validation_alias=_env("COMPLETER_MAX_BODY_BYTES"),
+        description="HTTP body limit in bytes, enforced while reading.",
     )
     max_payload_bytes_override: int | None = Field(
-        default=None, gt=0, validation_alias=_env("COMPLETER_MAX_PAYLOAD_BYTES")
+        default=None,
+        gt=0,
+        validation_alias=_env("COMPLETER_MAX_PAYLOAD_BYTES"),
+        description=(
+            "Largest encoded result, error details or details, checked before the engine is called;"
+            " unset: 2 MiB for Temporal and Cadence, 262144 for Step Functions. For Cadence, set it"
+            " to your domain's blob size limit."
+        ),
     )
     signing_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
-        default=(), validation_alias=_env("COMPLETER_SIGNING_SECRETS")
+        default=(),
+        validation_alias=_env("COMPLETER_SIGNING_SECRETS"),
+        description=(
+            "Standard Webhooks secrets (`whsec_` + base64 of at least 24 bytes), space-separated "
+            "for rotation, optionally named (`acme=whsec_…`); when set, every JSON request must be "
+            "signed."
+        ),
     )
     signing_scopes: str | None = Field(
-        default=None, validation_alias=_env("COMPLETER_SIGNING_SCOPES")
+        default=None,
+        validation_alias=_env("COMPLETER_SIGNING_SCOPES"),
+        description=(
+            "JSON: for each named secret, the workflow-ID prefixes, actions and naming forms it may"
+            " use (see Security)."
+        ),
     )
     signature_tolerance_seconds: int = Field(
-        default=300, ge=1, le=3600, validation_alias=_env("COMPLETER_SIGNATURE_TOLERANCE_SECONDS")
+        default=300,
+        ge=1,
+        le=3600,
+        validation_alias=_env("COMPLETER_SIGNATURE_TOLERANCE_SECONDS"),
+        description="How far a `webhook-timestamp` may be from this clock, either way (1 to 3600).",
     )
-    allow_unsigned: bool = Field(default=False, validation_alias=_env("COMPLETER_ALLOW_UNSIGNED"))
+    allow_unsigned: bool = Field(
+        default=False,
+        validation_alias=_env("COMPLETER_ALLOW_UNSIGNED"),
+        description=(
+            "`true`: the HTTP function takes unsigned JSON requests, because the platform's IAM "
+            "guards it."
+        ),
+    )
     link_secret: SecretStr | None = Field(
-        default=None, validation_alias=_env("COMPLETER_LINK_SECRET")
+        default=None,
+        validation_alias=_env("COMPLETER_LINK_SECRET"),
+        description=(
+            "Turns on signed completion links and callback URLs (at least 32 characters of random "
+            "text)."
+        ),
     )
     dead_letter_topic: str | None = Field(
-        default=None, validation_alias=_env("COMPLETER_DEAD_LETTER_TOPIC")
+        default=None,
+        validation_alias=_env("COMPLETER_DEAD_LETTER_TOPIC"),
+        description=(
+            "`projects/<p>/topics/<t>`: where the Pub/Sub and Cloud Storage functions publish what "
+            "they refuse."
+        ),
     )
     dead_letter_queue: str | None = Field(
-        default=None, validation_alias=_env("COMPLETER_DEAD_LETTER_QUEUE")
+        default=None,
+        validation_alias=_env("COMPLETER_DEAD_LETTER_QUEUE"),
+        description="SQS queue URL: where the S3 function sends the uploads it refuses.",
     )
     s3_inline_max_bytes: int = Field(
-        default=262_144, ge=0, validation_alias=_env("COMPLETER_S3_INLINE_MAX_BYTES")
+        default=262_144,
+        ge=0,
+        validation_alias=_env("COMPLETER_S3_INLINE_MAX_BYTES"),
+        description=(
+            "Largest JSON object an S3 upload passes inline as the result; larger objects become a "
+            "reference."
+        ),
     )
     gcs_inline_max_bytes: int = Field(
-        default=262_144, ge=0, validation_alias=_env("COMPLETER_GCS_INLINE_MAX_BYTES")
+        default=262_144,
+        ge=0,
+        validation_alias=_env("COMPLETER_GCS_INLINE_MAX_BYTES"),
+        description=(
+            "Largest JSON object a Cloud Storage upload passes inline as the result; larger objects"
+            " become a reference."
+        ),
     )
     identity: str = Field(
         default_factory=lambda: f"activity-completer@{socket.gethostname()}",
         min_length=1,
         validation_alias=_env("COMPLETER_IDENTITY"),
+        description=(
+            "The identity reported to the engine (default `activity-completer@<hostname>`)."
+        ),
     )
     data_converter: str | None = Field(
-        default=None, validation_alias=_env("COMPLETER_DATA_CONVERTER")
+        default=None,
+        validation_alias=_env("COMPLETER_DATA_CONVERTER"),
+        description=(
+            "`module:attribute` of the Temporal `DataConverter` your workers use (payload codecs, "
+            "encryption)."
+        ),
     )
     # The completion ledger (completer.ledger; docs/ledger.md).
-    ledger: str | None = Field(default=None, validation_alias=_env("COMPLETER_LEDGER"))
+    ledger: str | None = Field(
+        default=None,
+        validation_alias=_env("COMPLETER_LEDGER"),
+        description=(
+            "The completion ledger: `firestore://<database>/<collection>` or `dynamodb://<table>`; "
+            "unset: in-process, per instance."
+        ),
+    )
     ledger_ttl_seconds: int = Field(
-        default=604_800, ge=1, le=315_360_000, validation_alias=_env("COMPLETER_LEDGER_TTL_SECONDS")
+        default=604_800,
+        ge=1,
+        le=315_360_000,
+        validation_alias=_env("COMPLETER_LEDGER_TTL_SECONDS"),
+        description="How long the ledger keeps a carried-out request.",
     )
     # Correlation keys (completer.correlation; docs/callbacks-and-keys.md).
     early_arrival_ttl_seconds: int = Field(
@@ -116,22 +199,44 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("COMPLETER_GCS_KEY_PATTERN")
     )
     cadence_address: str = Field(
-        default="localhost:7833", min_length=1, validation_alias=_env("CADENCE_ADDRESS")
+        default="localhost:7833",
+        min_length=1,
+        validation_alias=_env("CADENCE_ADDRESS"),
+        description="The Cadence frontend's gRPC address (`host:port`).",
     )
-    cadence_domain: str | None = Field(default=None, validation_alias=_env("CADENCE_DOMAIN"))
+    cadence_domain: str | None = Field(
+        default=None,
+        validation_alias=_env("CADENCE_DOMAIN"),
+        description="The Cadence domain of the workflows; required with the Cadence backend.",
+    )
     # Cadence over TLS, named after temporalio.envconfig's TEMPORAL_TLS* variables.
-    cadence_tls: bool | None = Field(default=None, validation_alias=_env("CADENCE_TLS"))
+    cadence_tls: bool | None = Field(
+        default=None,
+        validation_alias=_env("CADENCE_TLS"),
+        description="`true`: connect to Cadence over TLS (implied by any other `CADENCE_TLS_*`).",
+    )
     cadence_tls_server_ca_cert_path: str | None = Field(
-        default=None, validation_alias=_env("CADENCE_TLS_SERVER_CA_CERT_PATH")
+        default=None,
+        validation_alias=_env("CADENCE_TLS_SERVER_CA_CERT_PATH"),
+        description="PEM file of the CA that signed the Cadence frontend's certificate.",
     )
     cadence_tls_client_cert_path: str | None = Field(
-        default=None, validation_alias=_env("CADENCE_TLS_CLIENT_CERT_PATH")
+        default=None,
+        validation_alias=_env("CADENCE_TLS_CLIENT_CERT_PATH"),
+        description="PEM file of the client certificate (mutual TLS).",
     )
     cadence_tls_client_key_path: str | None = Field(
-        default=None, validation_alias=_env("CADENCE_TLS_CLIENT_KEY_PATH")
+        default=None,
+        validation_alias=_env("CADENCE_TLS_CLIENT_KEY_PATH"),
+        description="PEM file of the client certificate's private key (mutual TLS).",
     )
     cadence_tls_server_name: str | None = Field(
-        default=None, validation_alias=_env("CADENCE_TLS_SERVER_NAME")
+        default=None,
+        validation_alias=_env("CADENCE_TLS_SERVER_NAME"),
+        description=(
+            "The name to verify the Cadence frontend's certificate against, when it differs from "
+            "the address."
+        ),
     )
 
     @field_validator("signing_secrets", mode="before")
