@@ -191,12 +191,23 @@ class Settings(BaseSettings):
         ge=1,
         le=315_360_000,
         validation_alias=_env("COMPLETER_EARLY_ARRIVAL_TTL_SECONDS"),
+        description=(
+            "Seconds a request naming a correlation key nobody registered yet is kept (answered "
+            "`buffered`) for the registration to carry out."
+        ),
     )
     s3_key_pattern: str | None = Field(
-        default=None, validation_alias=_env("COMPLETER_S3_KEY_PATTERN")
+        default=None,
+        validation_alias=_env("COMPLETER_S3_KEY_PATTERN"),
+        description=(
+            "An object key pattern such as `inbox/{correlation_key}.json`: an upload without "
+            "naming metadata whose key matches it names its activity by that correlation key."
+        ),
     )
     gcs_key_pattern: str | None = Field(
-        default=None, validation_alias=_env("COMPLETER_GCS_KEY_PATTERN")
+        default=None,
+        validation_alias=_env("COMPLETER_GCS_KEY_PATTERN"),
+        description="The same as `COMPLETER_S3_KEY_PATTERN`, for the Cloud Storage function.",
     )
     cadence_address: str = Field(
         default="localhost:7833",
