@@ -97,6 +97,7 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
             # standardwebhooks: signatures; cryptography: completion links (completer.links);
             # google-cloud-firestore: the completion ledger (completer.ledger.firestore).
             # jinja2 + babel: the approval pages (completer.pages).
+            # jmespath: callback URLs' select and fail_when (completer.callbacks).
             packages=(
                 *CORE,
                 *engines,
@@ -106,6 +107,7 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
                 "google-cloud-firestore",
                 "jinja2",
                 "babel",
+                "jmespath",
             ),
             platform="gcp",
         ),

@@ -164,15 +164,17 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
         printed = blocks(lines)
         while not all(
             trigger in printed and printed[trigger][0] != old
-            for trigger, old in (("pubsub", pubsub_id), ("s3", s3_id))
+            for trigger, old in (("pubsub", pubsub_id), ("s3", s3_id), ("http", http_id))
         ):
             lines += read_until(process, r"^\[\w+\] workflow \S+ is waiting", timeout=60)
             lines += read_until(process, r"^$", timeout=10)
             printed = blocks(lines)
-        for trigger in ("pubsub", "s3"):
+        # HTTP's second form: a partner's webhook through a callback URL.
+        results["http"] = {"id": "pi_dev", "amount": 12000, "via": "callback"}
+        for trigger in ("pubsub", "s3", "http"):
             workflow_id, commands = printed[trigger]
             assert len(commands) >= 1
-            assert "python" in commands[-1]
+            assert ("callback=" if trigger == "http" else "python") in commands[-1]
             run_printed(commands[-1], env=env)
             done = read_until(
                 process, rf"workflow {workflow_id} (completed with result|failed)", timeout=60

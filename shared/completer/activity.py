@@ -11,6 +11,10 @@ triggers read:
 - :func:`gcs_signed_upload`: a V4 signed Cloud Storage PUT URL that only accepts uploads
   carrying the task token, for the Cloud Storage function;
 - :func:`pubsub_attributes`: message attributes for the Pub/Sub function's attribute form;
+- :func:`callback_url` / :func:`callback_url_async`: a sealed, expiring URL whose POSTed
+  body (or what a JMESPath ``select`` picks of it) completes the activity;
+- :func:`register` / :func:`register_async`: let a business key (an order number) name
+  the activity in the shared ledger, so a request by ``correlation_key`` completes it;
 - :func:`temporal_task_token`: the current Temporal activity's token as transport text.
 
 Every helper names the activity by ``task_token`` or by ``workflow_id`` + ``activity_id``
@@ -35,17 +39,25 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from temporalio.client import Client as TemporalClient
 
+    from completer.correlation import CorrelationExecutor
+    from completer.models import CompletionOutcome
+    from completer.settings import Settings
+
 __all__ = [
     "DEFAULT_REJECT_ERROR",
     "ApprovalLinks",
     "PresignedUpload",
     "approval_links",
     "approval_links_async",
+    "callback_url",
+    "callback_url_async",
     "gcs_metadata",
     "gcs_signed_upload",
     "lookup_run_id",
     "presigned_upload",
     "pubsub_attributes",
+    "register",
+    "register_async",
     "s3_metadata",
     "temporal_task_token",
 ]
@@ -692,6 +704,252 @@ def _links(
         **common,
     )
     return ApprovalLinks(approve=approve, reject=reject, expires_at=int(issued) + ttl)
+
+
+def callback_url(
+    function_url: str,
+    *,
+    secret: str,
+    task_token: str | None = None,
+    workflow_id: str | None = None,
+    activity_id: str | None = None,
+    run_id: str | None = None,
+    ttl_seconds: int | None = None,
+    select: str | None = None,
+    fail_when: str | None = None,
+    now: float | None = None,
+) -> str:
+    """A sealed, expiring callback URL: the body POSTed to it completes the activity.
+
+    Hand it to a system that calls back with its own payload (a payment provider, a
+    signing service). A JSON body is the result (or what ``select`` picks of it); a
+    ``text/plain`` body completes with the text; ``fail_when`` truthy fails the activity
+    with type ``CallbackFailed``. A URL by IDs seals the run ID (give ``run_id``, call this
+    inside the Temporal activity the IDs name, or use :func:`callback_url_async`).
+
+    Args:
+        function_url: The HTTP function's URL.
+        secret: The function's ``COMPLETER_LINK_SECRET`` (at least 32 characters).
+        task_token: The activity's token; or give the IDs; or neither inside a Temporal
+            activity to use its own token.
+        workflow_id: With ``activity_id`` (+ ``run_id``), instead of a token.
+        activity_id: See ``workflow_id``.
+        run_id: See ``workflow_id``.
+        ttl_seconds: How long the URL works (default 7 days).
+        select: A JMESPath expression picking the result out of the body, e.g.
+            ``"data.object"``.
+        fail_when: A JMESPath expression; when truthy on the body, the activity fails.
+        now: The current time (for tests).
+
+    Returns:
+        ``<function_url>?callback=<sealed>``.
+
+    Raises:
+        InvalidRequest: The activity is not named exactly one way, IDs come without a run
+            ID that can be known here, or an expression is not valid JMESPath.
+        ValueError: The secret is shorter than 32 characters.
+    """
+    target = _target(task_token, workflow_id, activity_id, run_id)
+    if target.workflow_id is not None and target.run_id is None:
+        known = _own_run_id(target.workflow_id)
+        if known is None:
+            raise InvalidRequest(
+                "a callback URL by IDs seals the workflow's run ID: give run_id, or use "
+                "callback_url_async(), which looks it up."
+            )
+        target = _Target(
+            workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=known
+        )
+    return _callback(function_url, secret, target, ttl_seconds, select, fail_when, now)
+
+
+async def callback_url_async(
+    function_url: str,
+    *,
+    secret: str,
+    task_token: str | None = None,
+    workflow_id: str | None = None,
+    activity_id: str | None = None,
+    run_id: str | None = None,
+    ttl_seconds: int | None = None,
+    select: str | None = None,
+    fail_when: str | None = None,
+    client: TemporalClient | None = None,
+    now: float | None = None,
+) -> str:
+    """:func:`callback_url`, looking up the current run ID of a workflow named by IDs.
+
+    Args:
+        function_url: See :func:`callback_url`; so are the other arguments but ``client``.
+        secret: See :func:`callback_url`.
+        task_token: See :func:`callback_url`.
+        workflow_id: See :func:`callback_url`.
+        activity_id: See :func:`callback_url`.
+        run_id: See :func:`callback_url`; when absent with IDs, it is looked up.
+        ttl_seconds: See :func:`callback_url`.
+        select: See :func:`callback_url`.
+        fail_when: See :func:`callback_url`.
+        client: The Temporal client to describe the workflow with; inside a Temporal
+            activity, the worker's client by default.
+        now: See :func:`callback_url`.
+
+    Raises:
+        InvalidRequest: As :func:`callback_url`, or no client to look the run ID up with.
+        ActivityNotFound: No workflow has that ID.
+    """
+    target = _target(task_token, workflow_id, activity_id, run_id)
+    if target.workflow_id is not None and target.run_id is None:
+        found = _own_run_id(target.workflow_id)
+        if found is None:
+            found = await lookup_run_id(target.workflow_id, client=client)
+        target = _Target(
+            workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=found
+        )
+    return _callback(function_url, secret, target, ttl_seconds, select, fail_when, now)
+
+
+def _callback(
+    function_url: str,
+    secret: str,
+    target: _Target,
+    ttl_seconds: int | None,
+    select: str | None,
+    fail_when: str | None,
+    now: float | None,
+) -> str:
+    from completer.callbacks import DEFAULT_CALLBACK_TTL_SECONDS, create_callback
+
+    return create_callback(
+        function_url,
+        secret=secret,
+        activity=target.fields(),
+        ttl_seconds=DEFAULT_CALLBACK_TTL_SECONDS if ttl_seconds is None else ttl_seconds,
+        select=select,
+        fail_when=fail_when,
+        now=now,
+    )
+
+
+def register(
+    key: str,
+    *,
+    task_token: str | None = None,
+    workflow_id: str | None = None,
+    activity_id: str | None = None,
+    run_id: str | None = None,
+    ttl_seconds: int | None = None,
+    settings: Settings | None = None,
+) -> CompletionOutcome | None:
+    """Let a correlation key (an order number, a file name) name this activity.
+
+    Synchronous :func:`register_async` (call that one from async code).
+    """
+    import asyncio
+
+    return asyncio.run(
+        register_async(
+            key,
+            task_token=task_token,
+            workflow_id=workflow_id,
+            activity_id=activity_id,
+            run_id=run_id,
+            ttl_seconds=ttl_seconds,
+            settings=settings,
+        )
+    )
+
+
+async def register_async(
+    key: str,
+    *,
+    task_token: str | None = None,
+    workflow_id: str | None = None,
+    activity_id: str | None = None,
+    run_id: str | None = None,
+    ttl_seconds: int | None = None,
+    settings: Settings | None = None,
+    executor: CorrelationExecutor | None = None,
+) -> CompletionOutcome | None:
+    """Let a correlation key name this activity in the shared ledger (``COMPLETER_LEDGER``).
+
+    A request that names the key (``correlation_key`` in HTTP JSON or a Pub/Sub message,
+    ``correlation-key`` object metadata, or an object key matching the key pattern) then
+    completes this activity. When such a request arrived before this registration, it was
+    kept; it is carried out now, through a completion client built from the settings, and
+    its outcome returned.
+
+    Args:
+        key: The correlation key (1 to 1000 characters).
+        task_token: The activity's token; or give the IDs; or neither inside a Temporal
+            activity to use its own token.
+        workflow_id: With ``activity_id`` (+ ``run_id``), instead of a token.
+        activity_id: See ``workflow_id``.
+        run_id: See ``workflow_id``.
+        ttl_seconds: How long the key names the activity (default: the ledger's TTL,
+            ``COMPLETER_LEDGER_TTL_SECONDS``).
+        settings: The settings (default: read from the environment; unused with
+            ``executor``).
+        executor: The completion chain to use (default: one built from the settings and
+            closed afterwards).
+
+    Returns:
+        The outcome of the request that was waiting for the key, or None.
+
+    Raises:
+        ConfigurationError: ``COMPLETER_LEDGER`` is not set (a per-process ledger cannot
+            hold a registration the functions can see), or the engine's settings are wrong.
+        InvalidRequest: The key or the naming is not valid.
+        Conflict: The key names another activity.
+        CompleterError: The waiting request could not be carried out.
+    """
+    from completer.correlation import build_executor, register_key
+    from completer.errors import ConfigurationError
+    from completer.models import MAX_ID_LENGTH
+    from completer.settings import load_settings
+
+    if not isinstance(key, str) or not key or len(key) > MAX_ID_LENGTH:
+        raise InvalidRequest(f"a correlation key is 1 to {MAX_ID_LENGTH} characters.")
+    activity = _registered_activity(task_token, workflow_id, activity_id, run_id)
+    if executor is not None:
+        ttl = executor.ledger.ttl_seconds if ttl_seconds is None else ttl_seconds
+        return await register_key(executor, key, activity=activity, ttl_seconds=ttl)
+    settings = settings or load_settings()
+    if settings.ledger is None:
+        raise ConfigurationError(
+            "registering a correlation key needs the shared ledger the functions use: "
+            "set COMPLETER_LEDGER (firestore://… or dynamodb://…)."
+        )
+    from completer.client import CompletionClient
+
+    client = CompletionClient.create(settings)
+    chain = build_executor(settings, client)
+    ttl = settings.ledger_ttl_seconds if ttl_seconds is None else ttl_seconds
+    try:
+        return await register_key(chain, key, activity=activity, ttl_seconds=ttl)
+    finally:
+        await client.close()
+        await chain.ledger.close()
+
+
+def _registered_activity(
+    task_token: str | None,
+    workflow_id: str | None,
+    activity_id: str | None,
+    run_id: str | None,
+) -> dict[str, str]:
+    from completer.models import CompletionRequest
+
+    if task_token is None and workflow_id is None and activity_id is None and run_id is None:
+        return _target(None, None, None, None).fields()
+    fields = {
+        "task_token": task_token.strip() if task_token is not None else None,
+        "workflow_id": workflow_id,
+        "activity_id": activity_id,
+        "run_id": run_id or None,
+    }
+    named = {name: value for name, value in fields.items() if value is not None}
+    CompletionRequest.build(named)  # one naming, IDs within their limits
+    return named
 
 
 # The Step Functions approval notifier's own settings (it is not the HTTP function).

@@ -135,8 +135,10 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """Seconds from ``3600``, ``90m``, ``12h`` or ``7d`` (an option callback)."""
+    if value is None:
+        return None
     match = _DURATION.match(value)
     if match is None or int(match.group(1)) <= 0:
         raise click.BadParameter(f"{value!r} is not a duration such as 3600, 90m, 12h or 7d.")
@@ -502,6 +504,166 @@ def link(
 
 
 @main.command(
+    name="callback-url",
+    epilog="""\b
+Examples:
+  export COMPLETER_LINK_SECRET=...   # the HTTP function's, 32+ characters
+  completer callback-url --url https://REGION-PROJECT.cloudfunctions.net/complete \\
+      -w order-42 -a await-payment --ttl 1d \\
+      --select data.object --fail-when "type == 'payment_intent.payment_failed'"
+""",
+)
+@_target_options
+@click.option("--url", required=True, metavar="URL", help="The HTTP function's URL.")
+@click.option(
+    "--ttl",
+    callback=_duration,
+    metavar="DURATION",
+    default="7d",
+    show_default=True,
+    help="How long the URL works: seconds, or with m, h, d.",
+)
+@click.option(
+    "--select",
+    metavar="EXPR",
+    help="JMESPath expression picking the result out of the POSTed body (default: all of it).",
+)
+@click.option(
+    "--fail-when",
+    metavar="EXPR",
+    help="JMESPath expression; when truthy on the body, the activity fails (CallbackFailed).",
+)
+def callback_url(
+    token: str | None,
+    workflow_id: str | None,
+    activity_id: str | None,
+    run_id: str | None,
+    url: str,
+    ttl: int,
+    select: str | None,
+    fail_when: str | None,
+) -> None:
+    """Print a callback URL: the body a partner POSTs to it completes the activity.
+
+    Sealed with COMPLETER_LINK_SECRET (read from the environment here), like links. With
+    -w -a and no -r, the workflow's current run ID is looked up (Temporal) and sealed.
+    Expressions are checked now: a bad one is refused here, never at callback time.
+    """
+    import asyncio
+
+    from completer.activity import callback_url_async
+    from completer.errors import CompleterError, ConfigurationError
+    from completer.settings import load_settings
+
+    try:
+        secret = load_settings().link_secret
+    except ConfigurationError as exc:
+        _fail_configuration(str(exc))
+    if secret is None:
+        _fail_configuration("COMPLETER_LINK_SECRET is not set: callback URLs are sealed with it.")
+    target: dict[str, Any] = _target(token, workflow_id, activity_id, run_id)
+
+    async def go() -> str:
+        client = None
+        if "workflow_id" in target and "run_id" not in target:
+            client = await _temporal_client()
+        return await callback_url_async(
+            url,
+            secret=secret.get_secret_value(),
+            **target,
+            ttl_seconds=ttl,
+            select=select,
+            fail_when=fail_when,
+            client=client,
+        )
+
+    try:
+        printed = asyncio.run(go())
+    except CompleterError as exc:
+        _exit_now(_report(exc))
+    except ConfigurationError as exc:
+        _exit_now(_report_configuration(str(exc)))
+    _print_json({"url": printed})
+    _exit_now(0)
+
+
+async def _temporal_client() -> Any:
+    from temporalio.client import Client
+
+    from completer.backends.temporal import load_connect_config
+    from completer.errors import EngineUnavailable
+
+    try:
+        return await Client.connect(**load_connect_config())
+    except RuntimeError as exc:
+        raise EngineUnavailable(
+            "cannot reach Temporal to look the workflow's run ID up; give -r RUN_ID or retry."
+        ) from exc
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  export COMPLETER_LEDGER=dynamodb://completer-ledger   # the functions' shared ledger
+  completer register ORDER-1042 -w order-1042 -a await-file --ttl 1d
+  completer register invoice-7 -t "$TASK_TOKEN"
+""",
+)
+@_target_options
+@click.argument("key", metavar="KEY")
+@click.option(
+    "--ttl",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="How long the key names the activity (default: COMPLETER_LEDGER_TTL_SECONDS).",
+)
+def register(
+    token: str | None,
+    workflow_id: str | None,
+    activity_id: str | None,
+    run_id: str | None,
+    key: str,
+    ttl: int | None,
+) -> None:
+    """Let a correlation KEY name a waiting activity in the shared ledger.
+
+    A request naming KEY (correlation_key in HTTP or Pub/Sub, correlation-key object
+    metadata, or an object key matching COMPLETER_S3_KEY_PATTERN / COMPLETER_GCS_KEY_PATTERN)
+    then completes the activity. When such a request arrived first, it was kept: it is
+    carried out now and its outcome printed; otherwise prints {"registered": KEY}.
+    """
+    import asyncio
+
+    from completer.activity import register_async
+    from completer.errors import CompleterError, ConfigurationError
+    from completer.settings import load_settings
+
+    target = _target(token, workflow_id, activity_id, run_id)
+    if "task_token" not in target and not ("workflow_id" in target and "activity_id" in target):
+        raise click.UsageError("name the activity: -t TOKEN, or -w ID -a ID [-r ID].")
+    try:
+        settings = load_settings()
+        outcome = asyncio.run(
+            register_async(
+                key,
+                task_token=target.get("task_token"),
+                workflow_id=target.get("workflow_id"),
+                activity_id=target.get("activity_id"),
+                run_id=target.get("run_id"),
+                ttl_seconds=ttl,
+                settings=settings,
+            )
+        )
+    except ConfigurationError as exc:
+        _exit_now(_report_configuration(str(exc)))
+    except CompleterError as exc:
+        _exit_now(_report(exc))
+    _print_json({"registered": key} if outcome is None else outcome.to_dict())
+    _exit_now(0)
+
+
+@main.command(
     epilog="""\b
 Example (S3 settings from the AWS environment: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_S3):
   completer presign --bucket partner-drop --key orders/42.json \\
@@ -779,7 +941,9 @@ def ledger_show(
     async def go() -> Any:
         try:
             if correlation_key is not None:
-                registration = await the_ledger.registry.lookup(correlation_key)
+                registration = await the_ledger.registry.lookup(
+                    correlation_key, include_consumed=True
+                )
                 buffered = await the_ledger.registry.peek_buffered(correlation_key)
                 if registration is None and buffered is None:
                     return None

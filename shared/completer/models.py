@@ -45,7 +45,7 @@ MAX_JSON_DEPTH = 64
 """Deepest nesting accepted in a request; deeper JSON is refused, never recursed into."""
 
 MAX_ID_LENGTH = 1000
-"""Longest ``workflow_id``, ``activity_id`` or ``run_id`` accepted, in characters."""
+"""Longest ``workflow_id``, ``activity_id``, ``run_id`` or correlation key, in characters."""
 
 
 class Action(StrEnum):
@@ -64,6 +64,8 @@ class Status(StrEnum):
     FAILED = "failed"
     HEARTBEAT_RECORDED = "heartbeat_recorded"
     CANCELLED = "cancelled"
+    BUFFERED = "buffered"
+    """Named by a correlation key nobody registered yet: kept until it is (HTTP 202)."""
 
 
 STATUS_OF_ACTION: dict[Action, Status] = {
@@ -102,9 +104,9 @@ class ActivityError(BaseModel):
 class CompletionRequest(BaseModel):
     """One completion: which activity, what to do, and with what.
 
-    The activity is named by ``task_token`` or by ``workflow_id`` + ``activity_id``
-    (+ ``run_id``), never both. ``action`` is inferred when absent: ``fail`` when
-    ``error`` is given, else ``complete``.
+    The activity is named by ``task_token``, by ``workflow_id`` + ``activity_id``
+    (+ ``run_id``), or by a ``correlation_key`` an activity registered: exactly one.
+    ``action`` is inferred when absent: ``fail`` when ``error`` is given, else ``complete``.
     """
 
     model_config = _STRICT
@@ -127,6 +129,12 @@ class CompletionRequest(BaseModel):
         min_length=1,
         max_length=MAX_ID_LENGTH,
         validation_alias=_alias("activity_id", "activityId"),
+    )
+    correlation_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        validation_alias=_alias("correlation_key", "correlationKey"),
     )
     action: Action = Action.COMPLETE
     result: JsonValue = None
@@ -152,11 +160,19 @@ class CompletionRequest(BaseModel):
     @model_validator(mode="after")
     def _check_target_and_fields(self) -> Self:
         by_ids = self.workflow_id is not None or self.activity_id is not None
-        if self.task_token is not None and (by_ids or self.run_id is not None):
+        if self.correlation_key is not None:
+            if self.task_token is not None or by_ids or self.run_id is not None:
+                raise ValueError(
+                    "name the activity one way: task_token, workflow_id + activity_id, "
+                    "or correlation_key"
+                )
+        elif self.task_token is not None and (by_ids or self.run_id is not None):
             raise ValueError("give either task_token or workflow_id + activity_id, not both")
-        if self.task_token is None:
+        elif self.task_token is None:
             if not by_ids:
-                raise ValueError("name the activity: task_token, or workflow_id + activity_id")
+                raise ValueError(
+                    "name the activity: task_token, workflow_id + activity_id, or correlation_key"
+                )
             if self.workflow_id is None or self.activity_id is None:
                 raise ValueError("workflow_id and activity_id must be given together")
         elif not self.task_token.strip():
@@ -195,7 +211,9 @@ class CompletionRequest(BaseModel):
         return self.task_token is not None
 
     def describe_activity(self) -> str:
-        """A log-safe name for the activity: a token fingerprint, or its IDs."""
+        """A log-safe name for the activity: a token fingerprint, its IDs, or its key."""
+        if self.correlation_key is not None:
+            return f"key:{quoted(self.correlation_key, limit=100)}"
         if self.task_token is not None:
             return f"token:{token_fingerprint(self.task_token)}"
         return f"workflow:{self.workflow_id}/activity:{self.activity_id}"
@@ -396,6 +414,7 @@ _FIELD_NAMES = {
     "workflowId": "workflow_id",
     "runId": "run_id",
     "activityId": "activity_id",
+    "correlationKey": "correlation_key",
     "nonRetryable": "non_retryable",
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import socket
 from functools import cache, cached_property
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AliasChoices,
@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from completer.errors import ConfigurationError
 from completer.signatures import UNRESTRICTED, SigningKey, parse_scopes, parse_signing_secrets
+
+if TYPE_CHECKING:
+    from completer.events.objects import KeyPattern
 
 __all__ = ["Backend", "Settings", "get_settings", "load_settings", "require_http_guard"]
 
@@ -182,6 +185,30 @@ class Settings(BaseSettings):
         validation_alias=_env("COMPLETER_LEDGER_TTL_SECONDS"),
         description="How long the ledger keeps a carried-out request.",
     )
+    # Correlation keys (completer.correlation; docs/callbacks-and-keys.md).
+    early_arrival_ttl_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        le=315_360_000,
+        validation_alias=_env("COMPLETER_EARLY_ARRIVAL_TTL_SECONDS"),
+        description=(
+            "Seconds a request naming a correlation key nobody registered yet is kept (answered "
+            "`buffered`) for the registration to carry out."
+        ),
+    )
+    s3_key_pattern: str | None = Field(
+        default=None,
+        validation_alias=_env("COMPLETER_S3_KEY_PATTERN"),
+        description=(
+            "An object key pattern such as `inbox/{correlation_key}.json`: an upload without "
+            "naming metadata whose key matches it names its activity by that correlation key."
+        ),
+    )
+    gcs_key_pattern: str | None = Field(
+        default=None,
+        validation_alias=_env("COMPLETER_GCS_KEY_PATTERN"),
+        description="The same as `COMPLETER_S3_KEY_PATTERN`, for the Cloud Storage function.",
+    )
     cadence_address: str = Field(
         default="localhost:7833",
         min_length=1,
@@ -239,6 +266,8 @@ class Settings(BaseSettings):
         "data_converter",
         "cadence_domain",
         "signing_scopes",
+        "s3_key_pattern",
+        "gcs_key_pattern",
         mode="before",
     )
     @classmethod
@@ -295,6 +324,15 @@ class Settings(BaseSettings):
             parse_ledger_url(value)
         return value
 
+    @field_validator("s3_key_pattern", "gcs_key_pattern")
+    @classmethod
+    def _key_pattern(cls, value: str | None) -> str | None:
+        from completer.events.objects import KeyPattern
+
+        if value is not None:
+            KeyPattern(value)
+        return value
+
     @field_validator("data_converter")
     @classmethod
     def _dotted_path(cls, value: str | None) -> str | None:
@@ -323,6 +361,16 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"COMPLETER_SIGNING_SCOPES is invalid: {exc}") from None
         return self
+
+    @property
+    def s3_key(self) -> KeyPattern | None:
+        """``COMPLETER_S3_KEY_PATTERN``, parsed."""
+        return _key_pattern(self.s3_key_pattern)
+
+    @property
+    def gcs_key(self) -> KeyPattern | None:
+        """``COMPLETER_GCS_KEY_PATTERN``, parsed."""
+        return _key_pattern(self.gcs_key_pattern)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -354,6 +402,12 @@ class Settings(BaseSettings):
             )
             for number, (name, key) in enumerate(pairs, start=1)
         )
+
+
+def _key_pattern(value: str | None) -> KeyPattern | None:
+    from completer.events.objects import KeyPattern
+
+    return None if value is None else KeyPattern(value)
 
 
 def require_http_guard(settings: Settings) -> None:

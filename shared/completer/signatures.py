@@ -275,6 +275,11 @@ def check_scope(scope: Scope, request: CompletionRequest) -> None:
         return
     if scope.actions is not None and request.action not in scope.actions:
         raise Forbidden(f"this signing secret may not '{request.action.value}' activities.")
+    if request.correlation_key is not None and (
+        scope.namings is not None or scope.workflow_id_prefixes is not None
+    ):
+        # A key names whatever activity registered it: a restricted scope cannot vouch for it.
+        raise Forbidden("this signing secret may not name activities by correlation key.")
     naming: Naming = "token" if request.by_token else "ids"
     if scope.namings is not None and naming not in scope.namings:
         shown = "by task token" if naming == "token" else "by workflow and activity ID"

@@ -67,6 +67,12 @@ class Backend(ABC):
         """
         if request.action not in self.supported_actions:
             raise InvalidRequest(self.unsupported_action_message(request.action))
+        if request.correlation_key is not None:
+            # Keys are resolved by completer.correlation, which needs the ledger's registry.
+            raise InvalidRequest(
+                "this completer cannot resolve correlation keys: name the activity by "
+                "task_token or workflow_id + activity_id."
+            )
         if request.task_token is None:
             if not self.supports_ids:
                 raise InvalidRequest(

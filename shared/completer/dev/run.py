@@ -56,6 +56,10 @@ class DevSession:
         lines = [f"[{waiting.trigger}] workflow {waiting.workflow_id} is waiting."]
         if waiting.trigger == "http":
             lines += ["  Complete it with a JSON request:", f"    {ends.http_command(waiting)}"]
+            lines += [
+                "  or as a partner's webhook, through a callback URL (result: data.object):",
+                f"    {ends.callback_command(waiting)}",
+            ]
         elif waiting.trigger == "link":
             approve, reject = ends.links(waiting)
             lines += [

@@ -177,6 +177,27 @@ class Endpoints:
             f"-d {shlex.quote(json.dumps(body))}"
         )
 
+    def callback_command(self, waiting: Waiting) -> str:
+        """A partner's webhook (a Stripe-like event) POSTed to a callback URL for the activity."""
+        from completer.activity import callback_url
+
+        url = callback_url(
+            self.http,
+            secret=self.link_secret,
+            task_token=waiting.task_token,
+            ttl_seconds=24 * 3600,
+            select="data.object",
+            fail_when="type == 'payment_intent.payment_failed'",
+        )
+        event = {
+            "type": "payment_intent.succeeded",
+            "data": {"object": {"id": "pi_dev", "amount": 12000, "via": "callback"}},
+        }
+        return (
+            f"curl -sS -X POST {shlex.quote(url)} -H 'Content-Type: application/json' "
+            f"-d {shlex.quote(json.dumps(event))}"
+        )
+
     def links(self, waiting: Waiting) -> tuple[str, str]:
         """Approve and reject links for a waiting activity."""
         from completer.activity import approval_links

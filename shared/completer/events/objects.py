@@ -1,8 +1,10 @@
 """Uploaded object -> completion request: the content rules S3 and Cloud Storage share.
 
 An object's custom metadata names the activity (``task-token``, or ``workflow-id`` +
-``activity-id`` [+ ``run-id``]) and may say ``action``; the object is the action's payload
-(see docs/triggers/gcs.md and the S3 function's documentation):
+``activity-id`` [+ ``run-id``], or ``correlation-key``; without any, a configured key
+pattern may take the correlation key from the object key) and may say ``action``; the
+object is the action's payload (see docs/triggers/gcs.md and the S3 function's
+documentation):
 
 - complete: a JSON object at most the inline limit is the result, parsed; anything else
   becomes a reference to the object (its ``reference()``), and its content is never read;
@@ -13,7 +15,9 @@ Pure: no I/O, no storage client, no completion client.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from completer.errors import InternalError, InvalidRequest, PayloadTooLarge
@@ -22,9 +26,11 @@ from completer.models import Action, CompletionRequest, parse_json
 __all__ = [
     "META_ACTION",
     "META_ACTIVITY_ID",
+    "META_CORRELATION_KEY",
     "META_RUN_ID",
     "META_TASK_TOKEN",
     "META_WORKFLOW_ID",
+    "KeyPattern",
     "UploadedObject",
     "action_of",
     "build_request",
@@ -38,13 +44,45 @@ META_TASK_TOKEN = "task-token"  # noqa: S105 - a metadata name, not a secret
 META_WORKFLOW_ID = "workflow-id"
 META_ACTIVITY_ID = "activity-id"
 META_RUN_ID = "run-id"
+META_CORRELATION_KEY = "correlation-key"
 META_ACTION = "action"
 META_FIELDS = {
     META_TASK_TOKEN: "task_token",
     META_WORKFLOW_ID: "workflow_id",
     META_ACTIVITY_ID: "activity_id",
     META_RUN_ID: "run_id",
+    META_CORRELATION_KEY: "correlation_key",
 }
+
+KEY_PLACEHOLDER = "{correlation_key}"
+"""Where an object key pattern (``COMPLETER_S3_KEY_PATTERN``, ...) holds the correlation key."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPattern:
+    """An object key pattern such as ``inbox/{correlation_key}.json``: the key names the activity.
+
+    Attributes:
+        pattern: The pattern as configured.
+    """
+
+    pattern: str
+
+    def __post_init__(self) -> None:
+        if self.pattern.count(KEY_PLACEHOLDER) != 1:
+            raise ValueError(
+                f"must hold {KEY_PLACEHOLDER} exactly once, e.g. inbox/{KEY_PLACEHOLDER}.json"
+            )
+        rest = self.pattern.replace(KEY_PLACEHOLDER, "")
+        if "{" in rest or "}" in rest:
+            raise ValueError(f"may hold no braces other than {KEY_PLACEHOLDER}")
+
+    def correlation_key(self, object_key: str) -> str | None:
+        """The correlation key ``object_key`` carries, or None when it does not match."""
+        prefix, _, suffix = self.pattern.partition(KEY_PLACEHOLDER)
+        match = re.fullmatch(f"{re.escape(prefix)}(.+){re.escape(suffix)}", object_key, re.DOTALL)
+        return match.group(1) if match else None
+
 
 # What makes an object JSON: its media type (RFC 8259, or an RFC 6839 `+json` suffix) or
 # its key's extension.
@@ -141,6 +179,7 @@ def build_request(
     *,
     inline_max_bytes: int,
     payload_max_bytes: int,
+    key_pattern: KeyPattern | None = None,
 ) -> CompletionRequest:
     """The completion request an uploaded object makes.
 
@@ -151,6 +190,8 @@ def build_request(
         inline_max_bytes: The trigger's inline limit (``COMPLETER_S3_INLINE_MAX_BYTES``,
             ``COMPLETER_GCS_INLINE_MAX_BYTES``).
         payload_max_bytes: The engine's payload limit (error and details objects).
+        key_pattern: When the object has no naming metadata and its key matches this
+            pattern, the key's ``{correlation_key}`` part names the activity.
 
     Raises:
         InvalidRequest: The metadata does not name an activity, or the content is not the
@@ -163,12 +204,16 @@ def build_request(
         for name, field in META_FIELDS.items()
         if name in obj.metadata
     }
+    if not fields and key_pattern is not None:
+        from_key = key_pattern.correlation_key(obj.key)
+        if from_key is not None:
+            fields["correlation_key"] = from_key
     if not fields:
         prefix = obj.metadata_header_prefix
         raise InvalidRequest(
             f"{obj.uri} has no metadata naming the activity: set "
             f"{prefix}{META_TASK_TOKEN}, or {prefix}{META_WORKFLOW_ID} and "
-            f"{prefix}{META_ACTIVITY_ID}."
+            f"{prefix}{META_ACTIVITY_ID}, or {prefix}{META_CORRELATION_KEY}."
         )
     fields["action"] = action.value
     if action is Action.COMPLETE:

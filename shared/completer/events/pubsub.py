@@ -7,8 +7,9 @@ CloudEvent. Either way the CloudEvent's data is ``{"message": {...}, "subscripti
 Two message forms:
 
 - attribute form: attributes name the activity (``task_token``, or ``workflow_id`` +
-  ``activity_id`` + optional ``run_id``) and may say ``action``; ``data`` is the action's
-  payload as JSON (the result, the error object, or the details). Empty data is null.
+  ``activity_id`` + optional ``run_id``, or ``correlation_key``) and may say ``action``;
+  ``data`` is the action's payload as JSON (the result, the error object, or the details).
+  Empty data is null.
 - envelope form: no naming attributes; ``data`` is a whole completion request (CONTRACT §2).
 
 :func:`read_message` never raises: whatever arrived is kept (id, attributes, raw data) so a
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from completer.errors import InvalidRequest
-from completer.models import Action, CompletionRequest, parse_json, parse_request
+from completer.models import Action, CompletionRequest, parse_json, parse_request, quoted
 from completer.tokens import token_fingerprint
 
 __all__ = [
@@ -64,8 +65,15 @@ ATTR_TASK_TOKEN = ("task_token", "taskToken")
 ATTR_WORKFLOW_ID = ("workflow_id", "workflowId")
 ATTR_ACTIVITY_ID = ("activity_id", "activityId")
 ATTR_RUN_ID = ("run_id", "runId")
+ATTR_CORRELATION_KEY = ("correlation_key", "correlationKey")
 ATTR_ACTION = ("action",)
-_NAMING = (*ATTR_TASK_TOKEN, *ATTR_WORKFLOW_ID, *ATTR_ACTIVITY_ID, *ATTR_RUN_ID)
+_NAMING = (
+    *ATTR_TASK_TOKEN,
+    *ATTR_WORKFLOW_ID,
+    *ATTR_ACTIVITY_ID,
+    *ATTR_RUN_ID,
+    *ATTR_CORRELATION_KEY,
+)
 
 # Where the attribute form puts the decoded data, per action (CONTRACT §5).
 _PAYLOAD_FIELD = {
@@ -123,7 +131,13 @@ class PubSubMessage:
 
     def _attribute_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {}
-        for names in (ATTR_TASK_TOKEN, ATTR_WORKFLOW_ID, ATTR_ACTIVITY_ID, ATTR_RUN_ID):
+        for names in (
+            ATTR_TASK_TOKEN,
+            ATTR_WORKFLOW_ID,
+            ATTR_ACTIVITY_ID,
+            ATTR_RUN_ID,
+            ATTR_CORRELATION_KEY,
+        ):
             given = [name for name in names if name in self.attributes]
             if len(given) > 1:
                 raise InvalidRequest(f"attribute '{names[0]}' is given twice ({', '.join(given)}).")
@@ -157,6 +171,9 @@ class PubSubMessage:
         activity = next((self.attributes[n] for n in ATTR_ACTIVITY_ID if n in self.attributes), "")
         if workflow or activity:
             return f"workflow:{workflow}/activity:{activity}"
+        key = next((self.attributes[n] for n in ATTR_CORRELATION_KEY if n in self.attributes), "")
+        if key:
+            return f"key:{quoted(key, limit=100)}"
         return "envelope"
 
 

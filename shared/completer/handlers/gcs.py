@@ -133,7 +133,13 @@ class GcsHandler:
         inline, payload = self.settings.gcs_inline_max_bytes, self.settings.max_payload_bytes
         limit = read_limit(obj, inline_max_bytes=inline, payload_max_bytes=payload)
         content = None if limit is None else await asyncio.to_thread(self.reader.read, obj, limit)
-        return build_request(obj, content, inline_max_bytes=inline, payload_max_bytes=payload)
+        return build_request(
+            obj,
+            content,
+            inline_max_bytes=inline,
+            payload_max_bytes=payload,
+            key_pattern=self.settings.gcs_key,
+        )
 
     async def _dead_letter(
         self, event: CloudEventLike, exc: PermanentError, fields: dict[str, Any]

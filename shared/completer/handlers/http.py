@@ -9,6 +9,9 @@ later is read or parsed::
 Before those, when ``COMPLETER_LINK_SECRET`` is set, a GET or POST carrying a ``link`` query
 parameter is a completion link, and a GET carrying a ``receipt`` parameter the receipt a
 link's POST redirects to: both are answered with HTML pages by :mod:`completer.handlers.links`.
+A request carrying a ``callback`` query parameter is a callback URL, answered by
+:mod:`completer.handlers.callbacks`. Links and callback URLs carry their own credential, so
+the signature rule does not apply to them.
 
 The core, :meth:`HttpHandler.handle`, takes a transport-neutral
 :class:`~completer.handlers.exchange.HttpRequest`; :meth:`HttpHandler.serve_starlette` is the
@@ -36,19 +39,22 @@ from completer.events.http import (
 )
 from completer.handlers.disposition import judge, log_verdict
 from completer.handlers.exchange import JSON_MEDIA_TYPE, HttpAnswer, HttpRequest
-from completer.models import CompletionRequest, Origin, parse_request
+from completer.models import CompletionRequest, Origin, Status, parse_request
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
     from completer.executor import Executor
+    from completer.handlers.callbacks import CallbackEndpoint
     from completer.handlers.links import DecisionLookup, LinkPages
     from completer.models import CompletionOutcome
     from completer.pages import RenderedPage
     from completer.settings import Settings
 
 __all__ = ["HttpHandler", "answer_error", "answer_outcome"]
+
+CALLBACK_PARAM = "callback"  # the query parameter of a callback URL (completer.callbacks)
 
 logger = logging.getLogger("completer.http")
 
@@ -64,8 +70,8 @@ def answer_error(error: CompleterError) -> HttpAnswer:
 
 
 def answer_outcome(outcome: CompletionOutcome) -> HttpAnswer:
-    """The 200 answer to a successful completion."""
-    return HttpAnswer(200, outcome.to_dict())
+    """The answer to a successful completion: 200, or 202 for a request kept for its key."""
+    return HttpAnswer(202 if outcome.status is Status.BUFFERED else 200, outcome.to_dict())
 
 
 def _answer_page(page: RenderedPage) -> HttpAnswer:
@@ -103,6 +109,7 @@ class HttpHandler:
             from completer.handlers.links import LinkPages
 
             self.links = LinkPages(executor, secret=secret.get_secret_value(), decisions=decisions)
+        self._callbacks: CallbackEndpoint | None = None
 
     async def handle(self, request: HttpRequest) -> HttpAnswer:
         """Answer one HTTP request; never raises, every outcome becomes an answer."""
@@ -110,6 +117,8 @@ class HttpHandler:
         # A link's (or receipt's) sealed part is its own authentication; a form is not JSON.
         if self.links is not None and self.links.applies_to(request):
             return _answer_page(await self.links.handle(request, request_id=request_id))
+        if CALLBACK_PARAM in request.query:
+            return await self._callback_endpoint().handle(request, request_id=request_id)
         fields: dict[str, Any] = {"request_id": request_id, "method": request.method}
         started: float | None = None
         result: CompletionOutcome | BaseException
@@ -136,6 +145,19 @@ class HttpHandler:
             logger, "completion request answered", verdict, fields, cause=cause, level=level
         )
         return answer
+
+    def _callback_endpoint(self) -> CallbackEndpoint:
+        # Built on first use: cryptography and jmespath load only where callbacks arrive.
+        if self._callbacks is None:
+            from completer.handlers.callbacks import CallbackEndpoint
+
+            secret = self.settings.link_secret
+            self._callbacks = CallbackEndpoint(
+                self.executor,
+                secret=None if secret is None else secret.get_secret_value(),
+                max_body_bytes=self.settings.max_body_bytes,
+            )
+        return self._callbacks
 
     async def _completion_request(self, request: HttpRequest) -> tuple[CompletionRequest, Origin]:
         if request.method != "POST":

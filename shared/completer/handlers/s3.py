@@ -302,6 +302,7 @@ class S3Handler:
             content,
             inline_max_bytes=self.settings.s3_inline_max_bytes,
             payload_max_bytes=self.settings.max_payload_bytes,
+            key_pattern=self.settings.s3_key,
         )
         fields.update(activity=request.describe_activity(), action=request.action.value)
         source = obj.uri if obj.version_id is None else f"{obj.uri}#{obj.version_id}"

@@ -6,7 +6,8 @@ carried out, ``COMPLETED`` once it was. A record past its ``expires_at`` is gone
 the store's lazy TTL deletion says; an ``INPROGRESS`` record past ``in_progress_until_ms``
 was abandoned (its instance died) and may be taken over.
 
-Subclasses implement ``_create``, ``_get``, ``_replace``, ``_delete`` and ``_close``; the
+Subclasses implement ``_create``, ``_get``, ``_replace``, ``_delete``, ``_take`` and
+``_close``; the
 public methods add the deadline, the expiry check on read, and the translation of every
 store error into :class:`~completer.errors.EngineUnavailable` (a ledger that cannot be
 reached never lets a request through unrecorded).
@@ -134,6 +135,19 @@ class LedgerStore(ABC):
         """
         await self._guard(self._delete(key))
 
+    async def take(self, key: str) -> Record | None:
+        """Remove the record under ``key`` and return it, in one atomic step: of several
+        callers racing for one record, exactly one gets it.
+
+        Returns:
+            The live record removed, or None when there was none (or another caller took it).
+
+        Raises:
+            EngineUnavailable: The store cannot be reached.
+        """
+        record = await self._guard(self._take(key))
+        return record if record is not None and not record.expired() else None
+
     async def close(self) -> None:
         """Release the store's client; safe to call twice."""
         await self._close()
@@ -176,6 +190,10 @@ class LedgerStore(ABC):
     @abstractmethod
     async def _delete(self, key: str) -> None:
         """Delete; absent is fine."""
+
+    @abstractmethod
+    async def _take(self, key: str) -> Record | None:
+        """Delete and return what was deleted; None when another caller deleted it first."""
 
     async def _close(self) -> None:
         return None

@@ -130,6 +130,19 @@ class DynamoDBStore(LedgerStore):
     async def _delete(self, key: str) -> None:
         await asyncio.to_thread(self._layer._delete_record, DataRecord(idempotency_key=key))
 
+    async def _take(self, key: str) -> Record | None:
+        return await asyncio.to_thread(self._take_sync, key)
+
+    def _take_sync(self, key: str) -> Record | None:
+        # DeleteItem returns the item it deleted: of two racing deletes, only one sees it.
+        response = self._layer.client.delete_item(
+            TableName=self._table, Key={"id": {"S": key}}, ReturnValues="ALL_OLD"
+        )
+        old: dict[str, Any] | None = response.get("Attributes")
+        if not old:
+            return None
+        return _record(self._layer._item_to_data_record(old))
+
     async def _close(self) -> None:
         self._layer.client.close()
 

@@ -92,6 +92,21 @@ class FirestoreStore(LedgerStore):
     async def _delete(self, key: str) -> None:
         await self._doc(key).delete(retry=_RETRY, timeout=self.timeout)
 
+    async def _take(self, key: str) -> Record | None:
+        doc = self._doc(key)
+        snapshot = await doc.get(retry=_RETRY, timeout=self.timeout)
+        if not snapshot.exists:
+            return None
+        try:  # only the caller whose read is still current deletes it, and gets it
+            await doc.delete(
+                option=self._client.write_option(last_update_time=snapshot.update_time),
+                retry=_RETRY,
+                timeout=self.timeout,
+            )
+        except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
+            return None
+        return _record(snapshot)
+
     async def _close(self) -> None:
         api = self._client._firestore_api_internal
         if api is not None:

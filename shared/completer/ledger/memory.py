@@ -42,6 +42,9 @@ class MemoryStore(LedgerStore):
     async def _delete(self, key: str) -> None:
         self._records.pop(key, None)
 
+    async def _take(self, key: str) -> Record | None:
+        return self._records.pop(key, None)
+
     def _put(self, record: Record) -> None:
         self._records[record.key] = record
         self._records.move_to_end(record.key)

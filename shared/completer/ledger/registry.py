@@ -2,8 +2,11 @@
 
 The primitives only; the flow (complete by key, buffer, carry out on registration) is the
 triggers'. A key names one activity at a time: registering it again for the same activity
-renews it, for another is ``conflict``. Its completion consumes it. A request for a key
-nobody registered yet is kept for its own time to live, one per key.
+renews it, for another is ``conflict``. Its completion consumes it: the key is kept,
+marked consumed, so a repeat of that completion still reaches the same activity (and the
+ledger answers it replayed), while a new registration of the key, for any activity, takes
+it over. A request for a key nobody registered yet is kept for its own time to live, one
+per key; :meth:`CorrelationRegistry.take_buffered` hands it to exactly one caller.
 """
 
 from __future__ import annotations
@@ -37,17 +40,21 @@ class Registration:
     activity: dict[str, str]
     registered_at: float
     expires_at: int
+    consumed_at: float | None = None
 
     def public(self) -> dict[str, Any]:
         """The registration without the raw task token (for show and logs)."""
         shown = {k: v for k, v in self.activity.items() if k != "task_token"}
         if "task_token" in self.activity:
             shown["token"] = f"token:{token_fingerprint(self.activity['task_token'])}"
-        return {
+        shown_registration: dict[str, Any] = {
             "activity": shown,
             "registered_at": self.registered_at,
             "expires_at": self.expires_at,
         }
+        if self.consumed_at is not None:
+            shown_registration["consumed_at"] = self.consumed_at
+        return shown_registration
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,32 +98,58 @@ class CorrelationRegistry:
         )
         held = await self._ledger.store.create(record)
         if held is not None:
-            if held.fingerprint != record.fingerprint:
+            consumed = held.data.get("consumed_at") is not None
+            if held.fingerprint != record.fingerprint and not consumed:
                 raise Conflict(
                     "this correlation key already names another activity; "
                     "use a new key, or wait until that activity is completed."
                 )
-            await self._ledger.store.replace(record)  # the same activity again: renew
+            # The same activity again renews it; a consumed key is free to name a new one.
+            await self._ledger.store.replace(record)
         return _registration(key, record)
 
-    async def lookup(self, key: str) -> Registration | None:
-        """The activity ``key`` names, or None."""
-        held = await self._ledger.store.get(self._key("key", key))
-        return None if held is None else _registration(key, held)
-
-    async def consume(self, key: str, *, activity: Mapping[str, str | None] | None = None) -> None:
-        """Forget ``key``: its activity was completed.
+    async def lookup(self, key: str, *, include_consumed: bool = False) -> Registration | None:
+        """The activity ``key`` names, or None.
 
         Args:
             key: The correlation key.
-            activity: When given, forget the key only while it still names this activity
+            include_consumed: Also return a registration whose activity was completed
+                (its ``consumed_at`` is set), so that a repeat reaches the same activity.
+        """
+        held = await self._ledger.store.get(self._key("key", key))
+        if held is None:
+            return None
+        registration = _registration(key, held)
+        if registration.consumed_at is not None and not include_consumed:
+            return None
+        return registration
+
+    async def consume(self, key: str, *, activity: Mapping[str, str | None] | None = None) -> None:
+        """Mark ``key`` consumed: its activity was completed.
+
+        The key keeps naming that activity for the ledger's time to live, for repeats only;
+        :meth:`register` may give it to another activity at once.
+
+        Args:
+            key: The correlation key.
+            activity: When given, consume the key only while it still names this activity
                 (a completion never removes a newer registration for another one).
         """
-        if activity is not None:
-            held = await self.lookup(key)
-            if held is None or held.activity != _naming(activity):
-                return
-        await self._ledger.store.delete(self._key("key", key))
+        held = await self._ledger.store.get(self._key("key", key))
+        if held is None or held.data.get("consumed_at") is not None:
+            return
+        if activity is not None and held.data.get("activity") != _naming(activity):
+            return
+        now = time.time()
+        await self._ledger.store.replace(
+            Record(
+                key=held.key,
+                state=RecordState.COMPLETED,
+                expires_at=max(held.expires_at, int(now) + self._ledger.ttl_seconds),
+                fingerprint=held.fingerprint,
+                data={**held.data, "consumed_at": now},
+            )
+        )
 
     async def buffer(
         self,
@@ -157,11 +190,12 @@ class CorrelationRegistry:
         return None if held is None else _buffered(key, held)
 
     async def take_buffered(self, key: str) -> BufferedRequest | None:
-        """The request waiting for ``key``, removed (the registration carries it out)."""
-        buffered = await self.peek_buffered(key)
-        if buffered is not None:
-            await self._ledger.store.delete(self._key("early", key))
-        return buffered
+        """The request waiting for ``key``, removed (the registration carries it out).
+
+        Atomic across instances: of two registrations racing for one request, one gets it.
+        """
+        taken = await self._ledger.store.take(self._key("early", key))
+        return None if taken is None else _buffered(key, taken)
 
 
 def _naming(activity: Mapping[str, str | None]) -> dict[str, str]:
@@ -178,6 +212,7 @@ def _registration(key: str, record: Record) -> Registration:
         activity=dict(record.data["activity"]),
         registered_at=float(record.data["registered_at"]),
         expires_at=record.expires_at,
+        consumed_at=record.data.get("consumed_at"),
     )
 
 
