@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -18,7 +17,6 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def free_port() -> int:
@@ -74,16 +72,19 @@ def running(
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     # From the main thread, the kernel also stops the service if pytest itself is killed
     # (a timeout, Ctrl-C twice): no orphan servers. (The signal follows the spawning thread,
-    # so a service started from a worker thread relies on the cleanup below alone.)
+    # so a service started from a worker thread relies on the cleanup below alone.) setpriv
+    # sets it before exec: no Python runs between fork and exec, which gRPC threads in this
+    # process would make abort the child.
     in_main = threading.current_thread() is threading.main_thread()
+    setpriv = shutil.which("setpriv")
+    prefix = [setpriv, "--pdeathsig", "KILL", "--"] if in_main and setpriv else []
     process = subprocess.Popen(
-        list(argv),
+        [*prefix, *argv],
         env=env,
         cwd=cwd,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_die_with_parent if in_main else None,
     )
     try:
         yield process
@@ -91,12 +92,6 @@ def running(
         stop_process_group(process)
         if log_path:
             log.close()  # type: ignore[union-attr]
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: SIGKILL when the test process dies.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:

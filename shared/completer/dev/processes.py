@@ -3,7 +3,9 @@
 Each child runs in its own session (process group), so stopping it stops whatever it
 started too (gunicorn workers, the emulator's JVM). Children are stopped in reverse order
 on a normal exit, on Ctrl-C or SIGTERM, at interpreter exit (``atexit``), and, on Linux,
-get SIGTERM from the kernel if this process dies without cleaning up (``PR_SET_PDEATHSIG``).
+get SIGTERM from the kernel if this process dies without cleaning up (the parent-death
+signal, set by util-linux's ``setpriv`` before it execs the service: no Python code runs
+between fork and exec, which a process holding gRPC threads must avoid).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,17 +25,16 @@ from pathlib import Path
 __all__ = ["Child", "Children", "ServiceFailed"]
 
 HOST = "127.0.0.1"
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class ServiceFailed(RuntimeError):
     """A service of the stack did not start or exited; the message says which and why."""
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: SIGTERM when the supervisor dies, even by SIGKILL.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent(argv: Sequence[str]) -> list[str]:
+    # SIGTERM to the service when the supervisor dies, even by SIGKILL (Linux, util-linux).
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
 
 
 @dataclass
@@ -74,14 +75,13 @@ class Children:
         log = self.log_dir / f"{name}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(  # noqa: S603 - our own tools, no shell
-                list(argv),
+                _die_with_parent(argv),
                 env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         child = Child(name, process, log)
         self.children.append(child)
