@@ -49,7 +49,9 @@ def upload(gcs: GcsEmulator, name: str, content: bytes, metadata: dict[str, str]
     return finalized_event(blob._properties)
 
 
-async def test_gcs_function_with_cadence(frontend: FakeFrontend, gcs: GcsEmulator, tmp_path: Path):
+# The emulator is started (forked) before the in-process gRPC frontend: a fork while gRPC's
+# threads run can abort the child (SIGABRT) on a busy machine.
+async def test_gcs_function_with_cadence(gcs: GcsEmulator, frontend: FakeFrontend, tmp_path: Path):
     frontend.api.reset()
     by_token, by_ids = frontend.api.schedule_activity("scan"), frontend.api.schedule_activity("ok")
     env = base_env(
