@@ -23,14 +23,14 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from cadence.api.v1 import error_pb2
 
-from tests.support.cadence import FakeFrontend, fake_frontend
+from completer.dev.gcs_events import finalized_event
+from tests.support.cadence import Activity, FakeFrontend, fake_frontend
 from tests.support.services import free_port, running, venv_tool, wait_for_port
 from tests.support.stepfunctions import REGION, MotoStepFunctions, aws_env, moto_stepfunctions
 
 ROOT = Path(__file__).resolve().parents[1]
-CADENCE_TOKEN = b"\x00\x01cadence-token-through-a-trigger\xff"
+WRONG_DOMAIN_SENTENCE = "CADENCE_DOMAIN is 'ordres', a domain the Cadence cluster at"
 DOMAIN = "orders"
 
 
@@ -110,52 +110,89 @@ def cadence_env(frontend: FakeFrontend) -> dict[str, str]:
     )
 
 
+def closed_with(activity: Activity) -> tuple[str, Any]:
+    """How the model's activity closed, with its payload decoded."""
+    assert activity.closed is not None, "the activity is still pending"
+    status, payload, *_ = activity.closed
+    return status, json.loads(payload)
+
+
 async def test_http_function_with_cadence(frontend: FakeFrontend, cadence_env, tmp_path: Path):
     frontend.api.reset()
-    token = base64.b64encode(CADENCE_TOKEN).decode()
+    activity = frontend.api.schedule_activity("approve")
+    token = base64.b64encode(activity.task_token).decode()
     with function_process("functions/http/main.py", cadence_env, tmp_path / "log") as url:
         ok = await asyncio.to_thread(
             requests.post, url, json={"task_token": token, "result": {"approved": True}}, timeout=30
         )
         assert (ok.status_code, ok.json()) == (200, {"status": "completed"})
-        call = frontend.api.calls[-1]
+        assert closed_with(activity) == ("completed", {"approved": True})
+        call = frontend.only_call
         assert call.method == "RespondActivityTaskCompleted"
-        assert call.request.task_token == CADENCE_TOKEN
-        assert json.loads(call.request.result.data) == {"approved": True}
+        assert call.request.task_token == activity.task_token
         assert call.metadata["rpc-service"] == "cadence-frontend"
 
-        frontend.api.fault = _not_exists()
-        gone = await asyncio.to_thread(
+        # Another result for the carried-out activity: the ledger answers, the engine is not
+        # called again.
+        other = await asyncio.to_thread(
             requests.post, url, json={"task_token": token, "result": 1}, timeout=30
         )
-        assert gone.status_code == 404
-        assert gone.json()["error"]["code"] == "activity_not_found"
+        assert other.status_code == 409
+        assert other.json()["error"]["code"] == "conflict"
+        assert frontend.only_call.method == "RespondActivityTaskCompleted"
 
 
 async def test_pubsub_function_with_cadence(frontend: FakeFrontend, cadence_env, tmp_path: Path):
     frontend.api.reset()
+    activity = frontend.api.schedule_activity("review")
     with function_process(
         "functions/pubsub/main.py", cadence_env, tmp_path / "log", cloudevent=True
     ) as url:
-        event = pubsub_push({"reviewer": "ana"}, {"workflow_id": "wf-1", "activity_id": "act-1"})
+        naming = {"workflow_id": activity.workflow_id, "activity_id": activity.activity_id}
+        event = pubsub_push({"reviewer": "ana"}, naming)
         answer = await asyncio.to_thread(post_cloudevent, url, event)
         assert answer.status_code == 200, answer.text
-    call = frontend.api.calls[-1]
+    assert closed_with(activity) == ("completed", {"reviewer": "ana"})
+    call = frontend.only_call
     assert call.method == "RespondActivityTaskCompletedByID"
-    assert (call.request.workflow_execution.workflow_id, call.request.activity_id) == (
-        "wf-1",
-        "act-1",
-    )
     assert call.request.domain == DOMAIN
-    assert json.loads(call.request.result.data) == {"reviewer": "ana"}
 
 
-def _not_exists() -> Any:
-    from google.rpc import status_pb2
-
-    status = status_pb2.Status(code=5, message="activity task not found")
-    status.details.add().Pack(error_pb2.EntityNotExistsError())
-    return status
+@pytest.mark.parametrize("function", ["http", "pubsub", "gcs"])
+async def test_gcp_function_with_a_wrong_domain_answers_500_with_one_sentence(
+    frontend: FakeFrontend, tmp_path: Path, function: str
+):
+    # functions-framework's ASGI app has no start-up hook: the worker connects on its first
+    # request, which answers 500 (retried) with the one sentence in the log.
+    frontend.api.reset()
+    env = base_env(
+        COMPLETER_BACKEND="cadence",
+        CADENCE_ADDRESS=frontend.address,
+        CADENCE_DOMAIN="ordres",
+        COMPLETER_ALLOW_UNSIGNED="true",
+    )
+    log = tmp_path / "log"
+    source = f"functions/{function}/main.py"
+    with function_process(source, env, log, cloudevent=function != "http") as url:
+        if function == "http":
+            answer = await asyncio.to_thread(
+                requests.post, url, json={"workflow_id": "wf", "activity_id": "a"}, timeout=30
+            )
+            assert answer.json()["error"]["code"] == "internal"
+        elif function == "pubsub":
+            event = pubsub_push(1, {"workflow_id": "wf", "activity_id": "a"})
+            answer = await asyncio.to_thread(post_cloudevent, url, event)
+        else:
+            # Not JSON: its reference is the result, so nothing is read before the engine.
+            data = {"bucket": "b", "name": "in/a.pdf", "generation": "1", "size": "4"}
+            data["contentType"] = "application/pdf"
+            event = finalized_event({**data, "metadata": {"workflow-id": "wf", "activity-id": "a"}})
+            answer = await asyncio.to_thread(post_cloudevent, url, event)
+        assert answer.status_code == 500, answer.text
+    text = log.read_text()
+    assert WRONG_DOMAIN_SENTENCE in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert [call.method for call in frontend.api.calls] == ["DescribeDomain"]
 
 
 # --- Step Functions ------------------------------------------------------------------------
@@ -213,21 +250,28 @@ async def test_pubsub_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_en
     assert finished.get("error") == "Infected"
 
 
+# --- S3: the Lambda handler in a fresh process, as Lambda loads it -------------------------
+
 S3_HANDLER = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("main", "functions/s3/main.py")
 main = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(main)
 print(json.dumps(main.handler(json.loads(sys.argv[1]), None)))
-assert "temporalio" not in sys.modules and "grpc" not in sys.modules
+if sys.argv[2] != "cadence":
+    assert "temporalio" not in sys.modules and "grpc" not in sys.modules
 """
 
 
-async def test_s3_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_env):
-    task = sfn.start_waiting()
+def s3_env(endpoint: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_REGION": REGION, **aws_env(endpoint)}
+
+
+def put_upload(endpoint: str, body: bytes, metadata: dict[str, str]) -> dict[str, Any]:
+    """Upload ``incoming/scan result.json`` to a new bucket; returns its S3 notification."""
     s3 = boto3.client(
         "s3",
-        endpoint_url=sfn.endpoint,
+        endpoint_url=endpoint,
         region_name=REGION,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -235,15 +279,10 @@ async def test_s3_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_env):
     bucket = f"uploads-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     key = "incoming/scan result.json"
-    body = json.dumps({"clean": True}).encode()
     s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=body,
-        ContentType="application/json",
-        Metadata={"task-token": task.task_token},
+        Bucket=bucket, Key=key, Body=body, ContentType="application/json", Metadata=metadata
     )
-    event = {
+    return {
         "Records": [
             {
                 "eventVersion": "2.1",
@@ -257,19 +296,81 @@ async def test_s3_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_env):
             }
         ]
     }
-    proc = await asyncio.to_thread(
+
+
+async def run_s3_handler(
+    event: dict[str, Any], env: dict[str, str], *, backend: str
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-c", S3_HANDLER, json.dumps(event)],
-        env=sfn_env,
+        [sys.executable, "-c", S3_HANDLER, json.dumps(event), backend],
+        env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+async def test_s3_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_env):
+    task = sfn.start_waiting()
+    event = put_upload(sfn.endpoint, b'{"clean": true}', {"task-token": task.task_token})
+    proc = await run_s3_handler(event, sfn_env, backend="stepfunctions")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) is None, proc.stderr
     assert '"outcome": "completed"' in proc.stderr, proc.stderr
     finished = await task.finished()
     assert finished["status"] == "SUCCEEDED"
     assert json.loads(finished["output"]) == {"clean": True}
+
+
+async def test_s3_function_with_cadence(
+    frontend: FakeFrontend, sfn: MotoStepFunctions, cadence_env: dict[str, str]
+):
+    frontend.api.reset()
+    activity = frontend.api.schedule_activity("scan")
+    token = base64.b64encode(activity.task_token).decode()
+    event = put_upload(sfn.endpoint, b'{"clean": true}', {"task-token": token})
+    proc = await run_s3_handler(event, {**cadence_env, **s3_env(sfn.endpoint)}, backend="cadence")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) is None, proc.stderr
+    assert '"outcome": "completed"' in proc.stderr, proc.stderr
+    assert closed_with(activity) == ("completed", {"clean": True})
+    # Connected during init (DescribeDomain), then one completion over that connection.
+    assert [call.method for call in frontend.api.calls] == [
+        "DescribeDomain",
+        "RespondActivityTaskCompleted",
+    ]
+    assert token not in proc.stderr
+
+
+async def test_s3_function_with_a_wrong_domain_fails_its_start_with_one_sentence(
+    frontend: FakeFrontend, sfn: MotoStepFunctions
+):
+    env = base_env(
+        COMPLETER_BACKEND="cadence",
+        CADENCE_ADDRESS=frontend.address,
+        CADENCE_DOMAIN="ordres",
+        **s3_env(sfn.endpoint),
+    )
+    proc = await run_s3_handler({"Records": []}, env, backend="cadence")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.strip().startswith(f"activity-completer: {WRONG_DOMAIN_SENTENCE}")
+    assert "Traceback" not in proc.stderr
+
+
+async def test_s3_function_starts_while_cadence_is_down_and_connects_later(
+    sfn: MotoStepFunctions,
+):
+    # An unreachable engine is not a configuration error: the cold start goes on.
+    env = base_env(
+        COMPLETER_BACKEND="cadence",
+        CADENCE_ADDRESS=f"127.0.0.1:{free_port()}",
+        CADENCE_DOMAIN=DOMAIN,
+        **s3_env(sfn.endpoint),
+    )
+    proc = await run_s3_handler({"Records": []}, env, backend="cadence")
+    assert proc.returncode == 0, proc.stderr
+    assert "engine not connected at start" in proc.stderr

@@ -14,7 +14,7 @@ from tests.support.services import IN_CI, missing_service, venv_tool
 
 pytestmark = [pytest.mark.temporal, pytest.mark.pubsub, pytest.mark.moto]
 
-CASES = ("http", "link approve", "link reject", "pubsub", "s3 upload")
+CASES = ("http", "link approve", "link reject", "pubsub", "s3 upload", "gcs upload")
 
 
 def test_demo_completes_a_workflow_through_each_trigger():
@@ -36,13 +36,17 @@ def test_demo_completes_a_workflow_through_each_trigger():
     assert set(rows) == set(CASES), output
     assert re.search(r'^http\s+http\s+completed \{"via": "http"\}\s+completed', rows["http"])
     assert rows["link reject"].count("failed: rejected (Rejected)") == 2
-    for case in ("http", "link approve", "link reject", "s3 upload"):
+    for case in ("http", "link approve", "link reject", "s3 upload", "gcs upload"):
         assert rows[case].split()[-1] == "ok", rows[case]
     pubsub_available = emulator_binary() is not None and "not started" not in done.stdout
     if pubsub_available or IN_CI:
         assert rows["pubsub"].split()[-1] == "ok", rows["pubsub"]
     else:
         assert "skipped" in rows["pubsub"], rows["pubsub"]
+    assert re.search(
+        r'^gcs upload\s+gcs\s+completed \{"via": "gcs"\}\s+completed', rows["gcs upload"]
+    )
+    assert "no local Eventarc exists" in done.stdout
     assert "workflows saw the expected result" in done.stdout
 
 

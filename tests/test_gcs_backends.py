@@ -5,6 +5,7 @@ in server mode, a state machine waiting for its token), reading objects in the e
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from completer.dev.gcs_events import deliver, finalized_event
 from tests.support.cadence import FakeFrontend, fake_frontend
 from tests.support.gcs import GcsEmulator, gcs_emulator
 from tests.support.stepfunctions import REGION, MotoStepFunctions, aws_env, moto_stepfunctions
-from tests.test_backends_through_triggers import DOMAIN, base_env, function_process
+from tests.test_backends_through_triggers import DOMAIN, base_env, closed_with, function_process
 
 pytestmark = pytest.mark.moto
 
@@ -48,24 +49,39 @@ def upload(gcs: GcsEmulator, name: str, content: bytes, metadata: dict[str, str]
     return finalized_event(blob._properties)
 
 
-async def test_gcs_function_with_cadence(frontend: FakeFrontend, gcs: GcsEmulator, tmp_path: Path):
+# The emulator is started (forked) before the in-process gRPC frontend: a fork while gRPC's
+# threads run can abort the child (SIGABRT) on a busy machine.
+async def test_gcs_function_with_cadence(gcs: GcsEmulator, frontend: FakeFrontend, tmp_path: Path):
     frontend.api.reset()
+    by_token, by_ids = frontend.api.schedule_activity("scan"), frontend.api.schedule_activity("ok")
     env = base_env(
         COMPLETER_BACKEND="cadence",
         CADENCE_ADDRESS=frontend.address,
         CADENCE_DOMAIN=DOMAIN,
         **gcs.env(),
     )
-    event = upload(
-        gcs, "in/review.json", b'{"reviewer": "ana"}', {"workflow-id": "wf-1", "activity-id": "a"}
+    token = base64.b64encode(by_token.task_token).decode()
+    scanned = upload(gcs, "in/scan.json", b'{"clean": true}', {"task-token": token})
+    ids = {"workflow-id": by_ids.workflow_id, "activity-id": by_ids.activity_id}
+    reviewed = upload(
+        gcs, "in/review.json", b'{"reviewer": "ana"}', {**ids, "run-id": by_ids.run_id}
     )
     with function_process(SOURCE, env, tmp_path / "log", cloudevent=True) as url:
-        assert await asyncio.to_thread(deliver, url, event) == 200
-    call = frontend.api.calls[-1]
-    assert call.method == "RespondActivityTaskCompletedByID"
-    assert (call.request.workflow_execution.workflow_id, call.request.activity_id) == ("wf-1", "a")
-    assert call.request.domain == DOMAIN
-    assert json.loads(call.request.result.data) == {"reviewer": "ana"}
+        assert await asyncio.to_thread(deliver, url, scanned) == 200
+        assert await asyncio.to_thread(deliver, url, reviewed, mode="structured") == 200
+        # The same upload again: the activity is closed, so the engine answers not found and
+        # the duplicate is acknowledged without completing anything twice.
+        assert await asyncio.to_thread(deliver, url, scanned) == 200
+    assert closed_with(by_token) == ("completed", {"clean": True})
+    assert closed_with(by_ids) == ("completed", {"reviewer": "ana"})
+    methods = [call.method for call in frontend.activity_calls]
+    assert methods == [
+        "RespondActivityTaskCompleted",
+        "RespondActivityTaskCompletedByID",
+        "RespondActivityTaskCompleted",
+    ]
+    assert all(call.request.domain == DOMAIN for call in frontend.activity_calls[1:2])
+    assert token not in (tmp_path / "log").read_text()
 
 
 async def test_gcs_function_with_stepfunctions(

@@ -354,3 +354,6 @@ async def test_engine_down_raises_then_completes_after_recovery(
             assert await asyncio.wait_for(waiting.handle.result(), 30) == {"paid": 99}
         log_text = outage.log_path.read_text()
     assert waiting.token_b64 not in log_text
+    # One log line per delivery, and no framework stack trace for a retried event.
+    assert "Traceback" not in log_text
+    assert all(entry["disposition"] == "retry" for entry in outage.entries(event["id"])[:-1])

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-from completer.errors import ActivityNotFound, CompleterError, EngineUnavailable
+from completer.errors import (
+    ActivityNotFound,
+    CompleterError,
+    EngineTimeout,
+    EngineUnavailable,
+    InternalError,
+)
 from completer.events.gcs import GcsObject
 from completer.handlers.gcs import GcsHandler
 from completer.models import CompletionOutcome, CompletionRequest, Origin, Status
@@ -164,3 +170,40 @@ async def test_other_event_types_are_ignored():
     gcs, letters = handler(executor)
     assert await gcs.handle(other) == "ignored"
     assert (executor.calls, letters.published) == ([], [])
+
+
+async def test_a_redelivery_after_an_unknown_outcome_is_acknowledged_as_a_duplicate():
+    executor = Executor(EngineTimeout("no answer in time"))
+    gcs, letters = handler(executor)
+    with pytest.raises(EngineTimeout):
+        await gcs.handle(event())
+    executor.error = ActivityNotFound("already completed")  # the first attempt did it
+    assert await gcs.handle(event()) == "activity_not_found"
+    assert letters.published == []
+
+
+async def test_an_unexpected_error_is_retried_as_internal_not_dropped():
+    class Broken(Executor):
+        async def execute(self, request: Any, /, *, origin: Any = None) -> CompletionOutcome:
+            raise RuntimeError("a bug")
+
+    gcs, letters = handler(Broken())
+    with pytest.raises(InternalError) as info:
+        await gcs.handle(event())
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert letters.published == []
+
+
+async def test_a_failed_dead_letter_is_retried():
+    class Down(DeadLetters):
+        def publish(self, *args: Any, **kwargs: Any) -> str:
+            raise InternalError("Pub/Sub is down")
+
+    gcs = GcsHandler(
+        Executor(),
+        settings=Settings(COMPLETER_GCS_INLINE_MAX_BYTES=100),
+        reader=Reader(content=b"{nope"),
+        dead_letters=Down(),  # type: ignore[arg-type]
+    )
+    with pytest.raises(InternalError):
+        await gcs.handle(event())

@@ -723,3 +723,21 @@ def test_gcp_ledger_has_a_ttl_policy_and_scoped_access():
 def test_examples_turn_the_ledger_on(example: Path):
     module = load(example / "main.tf")["module"][0]["completer"]
     assert module["create_ledger"] is True
+
+
+def test_s3_lambda_dead_letters_refused_uploads_to_its_queue():
+    module = MODULES["aws-s3-lambda"]
+    environment = merged(module, "locals")["environment"]
+    assert (
+        "COMPLETER_DEAD_LETTER_QUEUE"
+        in function_environment(module)[("aws-s3-lambda", "aws_lambda_function", "this")]
+    )
+    assert "aws_sqs_queue.dead_letter.url" in str(environment)
+    # Granted in both deliveries: an unconditional statement, not a dynamic one.
+    [(_, _, policy)] = [
+        block
+        for block in blocks(module, "data")
+        if block[:2] == ("aws_iam_policy_document", "this")
+    ]
+    sends = [s for s in policy["statement"] if "sqs:SendMessage" in s.get("actions", [])]
+    assert [s["resources"] for s in sends] == [["${aws_sqs_queue.dead_letter.arn}"]]

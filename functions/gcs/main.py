@@ -2,8 +2,10 @@
 
 Target ``complete``, an async CloudEvent function served on each worker's one event loop:
 the Eventarc event ``google.cloud.storage.object.v1.finalized`` (see docs/triggers/gcs.md).
-Returning acknowledges the event; raising makes Eventarc retry it, which only transient
-errors do. The logic is :class:`completer.handlers.gcs.GcsHandler`.
+Returning acknowledges the event; a transient error answers its 5xx status, so Eventarc
+retries it (as an HTTPException: the handler has written the event's one log line, and the
+framework would add a stack trace for any other exception). The logic is
+:class:`completer.handlers.gcs.GcsHandler`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import functions_framework.aio
+from starlette.exceptions import HTTPException
 
 from completer.deadletter import dead_letter_topic
-from completer.errors import ConfigurationError
+from completer.errors import CompleterError, ConfigurationError
 from completer.handlers.gcs import GcsHandler
 from completer.handlers.worker import WorkerClient
 from completer.logs import configure_logging
@@ -35,4 +38,7 @@ except ConfigurationError as exc:
 @functions_framework.aio.cloud_event
 async def complete(event: Any) -> None:
     """Carry out the completion a finalized Cloud Storage object asks for."""
-    await handler.handle(event)
+    try:
+        await handler.handle(event)
+    except CompleterError as exc:
+        raise HTTPException(exc.http_status, exc.code) from None

@@ -1,9 +1,10 @@
 """AWS Lambda: complete waiting activities from S3 uploads. Handler: ``main.handler``.
 
-Settings, the engine client and one event loop are made once, when Lambda loads this module:
-a wrong configuration fails the cold start with one sentence naming the variable, and every
-warm invocation reuses the loop, its engine connection and one S3 client. The logic is
-:class:`completer.handlers.s3.S3Handler`.
+Settings, the engine client and one event loop are made once, when Lambda loads this module,
+and the client connects then: a wrong configuration (including one only the engine can judge,
+such as an unknown ``CADENCE_DOMAIN``) fails the cold start with one sentence naming the
+variable, and every warm invocation reuses the loop, its engine connection and one S3 client.
+The logic is :class:`completer.handlers.s3.S3Handler`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from completer.client import CompletionClient
 from completer.deadletter import dead_letter_queue
 from completer.handlers.s3 import S3Handler
+from completer.handlers.startup import connect_during_init
 from completer.logs import configure_logging
 from completer.secrets import load_secret_environment
 from completer.settings import get_settings
@@ -22,11 +24,9 @@ configure_logging()
 # Terraform passes secrets as <NAME>_SECRET_ARN: resolve them before the settings are read.
 load_secret_environment()
 _loop = asyncio.new_event_loop()
-_s3 = S3Handler(
-    CompletionClient.create(get_settings()),
-    settings=get_settings(),
-    dead_letters=dead_letter_queue(get_settings()),
-)
+_client = CompletionClient.create(get_settings())
+connect_during_init(_client, _loop)
+_s3 = S3Handler(_client, settings=get_settings(), dead_letters=dead_letter_queue(get_settings()))
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:

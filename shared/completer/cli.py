@@ -1012,6 +1012,8 @@ def _port_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "pubsub": "Pub/Sub function",
         "emulator": "Pub/Sub emulator",
         "s3": "moto (S3 and SQS)",
+        "gcs": "Cloud Storage function",
+        "storage": "Cloud Storage emulator",
     }
     for name in reversed(list(DEFAULT_PORTS)):
         func = click.option(
@@ -1042,7 +1044,8 @@ def dev(**ports: int | None) -> None:
     """Run the whole system on 127.0.0.1 (what `make run` runs).
 
     A Temporal dev server with its web UI, the HTTP function (completion links on), the
-    Pub/Sub function behind the Pub/Sub emulator, the S3 function behind moto, and a
+    Pub/Sub function behind the Pub/Sub emulator, the S3 function behind moto, the Cloud
+    Storage function behind gcp-storage-emulator (a poller plays Eventarc's part), and a
     worker whose sample workflows wait. Prints ready-to-paste commands that complete a
     waiting activity through each trigger. Without the Pub/Sub emulator (gcloud + Java)
     it says so and runs the rest.
@@ -1065,7 +1068,8 @@ def demo(**ports: int | None) -> None:
     """Run the stack end to end once (what `make demo` runs) and print what happened.
 
     Completes one workflow through each trigger (HTTP JSON, an approval link's GET and
-    POST, Pub/Sub, an S3 upload), fails one with a reject link, and prints a table.
+    POST, Pub/Sub, an S3 upload, a Cloud Storage upload), fails one with a reject link, and
+    prints a table.
     """
     import asyncio
 

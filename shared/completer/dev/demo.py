@@ -9,7 +9,9 @@ through its trigger, and prints a table of what every workflow saw:
   function's ledger shows the decision instead of the button);
 - ``link reject``: a reject link: the workflow fails with the preset ``Rejected`` error;
 - ``pubsub``: a message in the attribute form published to the emulator's topic;
-- ``s3``: an upload to moto whose notification the S3 function handles.
+- ``s3``: an upload to moto whose notification the S3 function handles;
+- ``gcs``: an upload to gcp-storage-emulator, whose finalized CloudEvent the local stack's
+  poller (in Eventarc's place) posts to the Cloud Storage function.
 
 The exit status is 0 only when every case saw its expected result. Without the Pub/Sub
 emulator its case is skipped with the reason, except under ``CI=true``, where it fails.
@@ -36,6 +38,8 @@ from completer.dev.sample import SampleWorkflow, Waiting
 from completer.dev.stack import (
     AWS_LOCAL,
     BUCKET,
+    GCS_BUCKET,
+    GCS_PROJECT,
     TASK_QUEUE,
     UPLOAD_PREFIX,
     Endpoints,
@@ -152,6 +156,11 @@ class Demo:
         assert ends.s3 is not None
         await asyncio.to_thread(_upload, ends.s3, waiting)
 
+    async def gcs(self, waiting: Waiting) -> None:
+        ends = self._ends()
+        assert ends.gcs_emulator is not None
+        await asyncio.to_thread(_upload_gcs, ends.gcs_emulator, waiting)
+
     def _ends(self) -> Endpoints:
         assert self.endpoints is not None
         return self.endpoints
@@ -196,6 +205,21 @@ def _upload(endpoint: str, waiting: Waiting) -> None:
         ContentType="application/json",
         Metadata={"task-token": waiting.task_token},
     )
+
+
+def _upload_gcs(emulator: str, waiting: Waiting) -> None:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.storage import Client
+
+    client = Client(
+        project=GCS_PROJECT,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=emulator),
+    )
+    blob = client.bucket(GCS_BUCKET).blob(f"{waiting.workflow_id}.json")
+    blob.metadata = {"task-token": waiting.task_token}
+    blob.upload_from_string(json.dumps({"via": "gcs"}).encode(), content_type="application/json")
 
 
 async def _run_case(
@@ -265,6 +289,7 @@ async def run_demo(ports: Ports) -> int:
         Case("link reject", "link", "failed: rejected (Rejected)"),
         Case("pubsub", "pubsub", 'completed {"via": "pubsub"}'),
         Case("s3 upload", "s3", 'completed {"via": "s3"}'),
+        Case("gcs upload", "gcs", 'completed {"via": "gcs"}'),
     ]
     try:
         async with stack.running() as endpoints:
@@ -278,16 +303,17 @@ async def run_demo(ports: Ports) -> int:
                 "link reject": lambda w: demo.link(w, choice="reject", client=client),
                 "pubsub": demo.pubsub if endpoints.pubsub_emulator else None,
                 "s3 upload": demo.s3 if endpoints.s3 else None,
+                "gcs upload": demo.gcs if endpoints.gcs_emulator else None,
             }
             runs = []
             for case in cases:
                 action = actions[case.name]
                 if action is None:
-                    missing = (
-                        endpoints.pubsub_missing
-                        if case.trigger == "pubsub"
-                        else endpoints.s3_missing
-                    )
+                    missing = {
+                        "pubsub": endpoints.pubsub_missing,
+                        "s3": endpoints.s3_missing,
+                        "gcs": endpoints.gcs_missing,
+                    }[case.trigger]
                     case.verdict, case.note = "skipped", missing
                     continue
                 runs.append(_run_case(case, client, demo, action))

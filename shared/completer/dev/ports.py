@@ -13,6 +13,8 @@ DEFAULT_PORTS = {
     "pubsub": 8081,
     "emulator": 8085,
     "s3": 5000,
+    "gcs": 8082,
+    "storage": 9023,
 }
 
 
@@ -26,3 +28,5 @@ class Ports:
     pubsub: int | None = None
     emulator: int | None = None
     s3: int | None = None
+    gcs: int | None = None
+    storage: int | None = None

@@ -77,6 +77,12 @@ class DevSession:
         elif waiting.trigger == "s3":
             lines += ["  Upload a file with its token as metadata:"]
             lines += [f"    {command}" for command in ends.s3_commands(waiting)]
+        elif waiting.trigger == "gcs":
+            lines += [
+                "  Upload a file with its token as metadata (no local Eventarc exists: a poller",
+                "  posts the CloudEvent Eventarc would send for each finished upload):",
+            ]
+            lines += [f"    {command}" for command in ends.gcs_commands(waiting)]
         _say("\n".join(lines) + "\n")
 
     async def keep_waiting(self, client: Any, trigger: str) -> None:

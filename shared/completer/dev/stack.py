@@ -6,9 +6,13 @@
   subscription with a retry policy to the Pub/Sub function (functions-framework);
 - moto in server mode with a bucket whose uploads notify an SQS queue (with a dead-letter
   queue), and a poller that invokes the S3 Lambda handler with those messages;
+- gcp-storage-emulator with a bucket, the Cloud Storage function (functions-framework), and a
+  poller in Eventarc's place (no local Eventarc exists): every finished upload becomes the
+  ``object.v1.finalized`` CloudEvent Eventarc would send (:mod:`completer.dev.gcs_events`);
 - a Temporal worker running :class:`~completer.dev.sample.SampleWorkflow`, in this process.
 
-A missing Pub/Sub emulator or moto is reported and the rest runs without it.
+A missing Pub/Sub emulator, moto or Cloud Storage emulator is reported and the rest runs
+without it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ DEAD_LETTER_QUEUE = "completer-uploads-dead-letters"
 # What the sample approval links ask, shown on their page (and printed by `make run`).
 LINK_TITLE = "Sample approval from completer dev"
 LINK_DESCRIPTION = "A local workflow waits for this decision; nothing leaves this machine."
+GCS_BUCKET = "completer-uploads"
+GCS_PROJECT = PUBSUB_PROJECT
 # moto accepts any credentials; the region is where the bucket and queue live.
 AWS_LOCAL = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -129,6 +135,9 @@ class Endpoints:
     pubsub_missing: str = ""
     s3: str | None = None
     s3_missing: str = ""
+    gcs_emulator: str | None = None
+    gcs_function: str | None = None
+    gcs_missing: str = ""
 
     @property
     def topic(self) -> str:
@@ -141,6 +150,8 @@ class Endpoints:
             found.append("pubsub")
         if self.s3:
             found.append("s3")
+        if self.gcs_emulator:
+            found.append("gcs")
         return found
 
     def summary(self) -> list[str]:
@@ -165,6 +176,14 @@ class Endpoints:
             )
         else:
             lines.append(f"  S3 function       not started: {self.s3_missing}")
+        if self.gcs_emulator:
+            lines.append(
+                f"  GCS function      {self.gcs_function}   behind gcp-storage-emulator at "
+                f"{self.gcs_emulator}: uploads to gs://{GCS_BUCKET}/ -> a poller in Eventarc's "
+                "place (no local Eventarc exists) posts the finalized CloudEvent"
+            )
+        else:
+            lines.append(f"  GCS function      not started: {self.gcs_missing}")
         lines.append(f"  Logs              {self.logs}")
         return lines
 
@@ -264,6 +283,23 @@ class Endpoints:
         )
         commands.append(f"{env} {shlex.quote(sys.executable)} -c {shlex.quote(code)}")
         return commands
+
+    def gcs_commands(self, waiting: Waiting) -> list[str]:
+        """A google-cloud-storage line that uploads to the emulator with the token as metadata."""
+        assert self.gcs_emulator is not None
+        name = f"{waiting.workflow_id}.json"
+        data = json.dumps({"approved": True, "via": "gcs"})
+        code = (
+            "from google.cloud import storage; "
+            f"bucket = storage.Client(project={GCS_PROJECT!r}).bucket({GCS_BUCKET!r}); "
+            f"blob = bucket.blob({name!r}); "
+            f"blob.metadata = {{'task-token': {waiting.task_token!r}}}; "
+            f"blob.upload_from_string({data.encode()!r}, content_type='application/json')"
+        )
+        return [
+            f"STORAGE_EMULATOR_HOST={self.gcs_emulator} {shlex.quote(sys.executable)} "
+            f"-c {shlex.quote(code)}"
+        ]
 
 
 class Stack:
@@ -429,6 +465,7 @@ class Stack:
             # Java can take a while to start on a busy machine.
             waits.append(wait_for_port(ports["emulator"], emulator, within=120))
             waits.append(wait_for_port(ports["pubsub"], pubsub))
+        waits += self._start_gcs(children, endpoints, ports, base_env, framework)
         self.say(f"Starting the stack (logs in {logs}) ...")
         await asyncio.gather(*waits)
 
@@ -456,11 +493,94 @@ class Stack:
             await asyncio.sleep(0)
             if poller.process.poll() is not None:
                 raise ServiceFailed(f"the S3 poller exited:\n{poller.tail()}")
+        if endpoints.gcs_emulator and endpoints.gcs_function:
+            await self._configure_gcs(children, endpoints, base_env)
         from temporalio.runtime import Runtime, TelemetryConfig
 
         self.runtime = Runtime(telemetry=TelemetryConfig())
         self.client = await _connect(temporal_address, self.runtime)
         return endpoints
+
+    # --- Cloud Storage ---------------------------------------------------------------------
+
+    @staticmethod
+    def _start_gcs(
+        children: Children,
+        endpoints: Endpoints,
+        ports: dict[str, int],
+        base_env: dict[str, str],
+        framework: str,
+    ) -> list[Any]:
+        """The emulator and the Cloud Storage function; their waits (none if not started)."""
+        emulator_binary = _tool("gcp-storage-emulator")
+        if emulator_binary is None:
+            endpoints.gcs_missing = "gcp-storage-emulator is not installed (make install adds it)"
+            return []
+        emulator = children.start(
+            "gcs-emulator",
+            [emulator_binary, "start", f"--host={HOST}", f"--port={ports['storage']}", "-M"],
+            env=base_env,
+        )
+        endpoints.gcs_emulator = f"http://{HOST}:{ports['storage']}"
+        endpoints.gcs_function = f"http://{HOST}:{ports['gcs']}/"
+        env = {
+            **base_env,
+            "STORAGE_EMULATOR_HOST": endpoints.gcs_emulator,
+            "GOOGLE_CLOUD_PROJECT": GCS_PROJECT,
+        }
+        if endpoints.pubsub_emulator:
+            env["PUBSUB_EMULATOR_HOST"] = endpoints.pubsub_emulator
+            env["COMPLETER_DEAD_LETTER_TOPIC"] = (
+                f"projects/{PUBSUB_PROJECT}/topics/{PUBSUB_DEAD_LETTER_TOPIC}"
+            )
+        gcs_argv = [
+            framework, "--source", str(REPO / "functions" / "gcs" / "main.py"),
+            "--target", "complete", "--signature-type", "cloudevent",
+            "--host", HOST, "--port", str(ports["gcs"]),
+        ]  # fmt: skip
+        function = children.start("gcs-function", gcs_argv, env=env, cwd=REPO)
+        return [
+            wait_for_port(ports["storage"], emulator),
+            wait_for_port(ports["gcs"], function),
+        ]
+
+    async def _configure_gcs(
+        self, children: Children, endpoints: Endpoints, base_env: dict[str, str]
+    ) -> None:
+        """The bucket, then the poller that posts each finished upload's CloudEvent."""
+        assert endpoints.gcs_emulator is not None
+        assert endpoints.gcs_function is not None
+        await asyncio.to_thread(_create_gcs_bucket, endpoints.gcs_emulator)
+        poller_argv = [
+            sys.executable, "-m", "completer.dev.gcs_events",
+            "--bucket", GCS_BUCKET, "--url", endpoints.gcs_function,
+        ]  # fmt: skip
+        poller = children.start(
+            "gcs-poller",
+            poller_argv,
+            env={
+                **base_env,
+                "STORAGE_EMULATOR_HOST": endpoints.gcs_emulator,
+                "GOOGLE_CLOUD_PROJECT": GCS_PROJECT,
+            },
+            cwd=REPO,
+        )
+        await asyncio.sleep(0)
+        if poller.process.poll() is not None:
+            raise ServiceFailed(f"the Cloud Storage poller exited:\n{poller.tail()}")
+
+
+def _create_gcs_bucket(emulator: str) -> None:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.storage import Client
+
+    client = Client(
+        project=GCS_PROJECT,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=emulator),
+    )
+    client.create_bucket(GCS_BUCKET)
 
 
 async def _connect(address: str, runtime: Any) -> Any:

@@ -2,11 +2,14 @@
 
 One finalized event names one object generation. Its metadata and content make a completion
 request (:mod:`completer.events.gcs`); the object is read at that generation, byte-capped
-(:mod:`completer.storage.gcs`); an :class:`~completer.executor.Executor` carries it out.
+(:mod:`completer.storage.gcs`); an :class:`~completer.executor.Executor` carries it out. What
+to do with an error is :mod:`completer.handlers.disposition`'s, as for every trigger:
 
-Success and permanent errors return, so Eventarc does not retry; permanent ones are logged
-and, with ``COMPLETER_DEAD_LETTER_TOPIC``, published there with the event's data and the
-``completer_*`` attributes. Transient errors raise, so Eventarc retries the event.
+- done (or a duplicate of this instance's own work): returned, so Eventarc acknowledges;
+- transient (engine, storage unavailable, a failed dead letter): raised, so Eventarc retries;
+- permanent (no metadata, generation gone, bad content, activity not found): returned, and
+  published to ``COMPLETER_DEAD_LETTER_TOPIC`` with the event's data and the ``completer_*``
+  attributes when set.
 """
 
 from __future__ import annotations
@@ -14,17 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from completer.deadletter import MAX_ATTRIBUTE_VALUE_BYTES
-from completer.errors import (
-    ActivityNotFound,
-    CompleterError,
-    InternalError,
-    InvalidRequest,
-    PermanentError,
-    TransientError,
-)
+from completer.errors import EngineTimeout, InvalidRequest
 from completer.events.gcs import (
     CloudEventLike,
     GcsObject,
@@ -35,19 +32,23 @@ from completer.events.gcs import (
     finalized_object,
     read_limit,
 )
+from completer.handlers.disposition import Disposition, Verdict, judge, log_verdict
 from completer.handlers.pubsub import RecentCompletions
 from completer.models import CompletionRequest, Origin
 
 if TYPE_CHECKING:
     from completer.deadletter import DeadLetterTopic
+    from completer.errors import CompleterError
     from completer.executor import Executor
+    from completer.models import CompletionOutcome
     from completer.settings import Settings
 
-__all__ = ["TRIGGER", "GcsHandler", "ObjectReader"]
+__all__ = ["IGNORED", "TRIGGER", "GcsHandler", "ObjectReader"]
 
 logger = logging.getLogger("completer.gcs")
 
 TRIGGER = "gcs"
+IGNORED = "ignored"
 # Eventarc's event ids are short decimal numbers; anything longer is cut in logs.
 MAX_LOGGED_ID_BYTES = 256
 
@@ -85,7 +86,7 @@ class GcsHandler:
         self.recent = RecentCompletions()
 
     async def handle(self, event: CloudEventLike) -> str:
-        """Carry out the completion one finalized event asks for.
+        """Carry out the completion one finalized event asks for (one log line).
 
         Returns:
             The outcome: a success status, ``ignored``, or the code of the permanent error
@@ -93,7 +94,8 @@ class GcsHandler:
 
         Raises:
             TransientError: Reading the object or calling the engine may succeed later
-                (also when the dead letter could not be published).
+                (also when the dead letter could not be published), or something unexpected
+                happened (``internal``): Eventarc retries the event.
         """
         # Both are the sender's text: bounded before they reach a log or an attribute.
         fields: dict[str, Any] = {
@@ -101,33 +103,42 @@ class GcsHandler:
             "event_type": _bounded(event_type(event), MAX_LOGGED_ID_BYTES),
         }
         request: CompletionRequest | None = None
+        result: CompletionOutcome | BaseException
         try:
             obj = finalized_object(event)
             if obj is None:
-                logger.info("event ignored: not a finalized object", extra=_log(fields, "ignored"))
-                return "ignored"
+                verdict = Verdict(Disposition.ACKNOWLEDGE, IGNORED)
+                log_verdict(logger, "event ignored: not a finalized object", verdict, fields)
+                return IGNORED
             fields.update(source=obj.source, size=obj.size)
             request = await self._request(obj)
             fields.update(activity=request.describe_activity(), action=request.action.value)
-            outcome = await self.executor.execute(request, origin=Origin(TRIGGER, obj.source))
-        except TransientError as exc:
-            logger.warning(
-                "upload not completed; the event will be retried",
-                extra=_log(fields, exc.code, reason=exc.message),
-            )
-            raise
-        except PermanentError as exc:
-            if isinstance(exc, ActivityNotFound) and request in self.recent:
-                # This instance completed this very request: a redelivered event.
-                logger.info("duplicate event acknowledged", extra=_log(fields, exc.code))
-                return exc.code
-            await self._dead_letter(event, exc, fields)
-            return exc.code
-        except CompleterError as exc:  # neither kind: treat as a bug, retry rather than lose
-            raise InternalError(f"unexpected error: {exc.message}") from exc
-        self.recent.remember(request)
-        logger.info("upload carried out", extra=_log(fields, outcome.status.value))
-        return outcome.status.value
+            result = await self.executor.execute(request, origin=Origin(TRIGGER, obj.source))
+        except Exception as exc:  # noqa: BLE001 - the disposition policy decides
+            result = exc
+        verdict = judge(result, done_before=request is not None and request in self.recent)
+        if request is not None and (
+            verdict.error is None or isinstance(verdict.error, EngineTimeout)
+        ):
+            # Done, or maybe done: a redelivery that finds the activity finished is ours.
+            self.recent.remember(request)
+        if verdict.disposition is Disposition.DEAD_LETTER:
+            await self._dead_letter(event, verdict, fields)
+        cause: BaseException | None = None
+        if isinstance(result, BaseException):
+            cause = result
+        else:
+            fields.update(result.to_dict())
+        text = (
+            "duplicate event acknowledged" if verdict.duplicate else _MESSAGES[verdict.disposition]
+        )
+        log_verdict(logger, text, verdict, fields, cause=cause)
+        if verdict.disposition is Disposition.RETRY:
+            assert verdict.error is not None
+            if verdict.error is cause:
+                raise verdict.error
+            raise verdict.error from cause
+        return verdict.outcome
 
     async def _request(self, obj: GcsObject) -> CompletionRequest:
         inline, payload = self.settings.gcs_inline_max_bytes, self.settings.max_payload_bytes
@@ -142,28 +153,28 @@ class GcsHandler:
         )
 
     async def _dead_letter(
-        self, event: CloudEventLike, exc: PermanentError, fields: dict[str, Any]
+        self, event: CloudEventLike, verdict: Verdict, fields: dict[str, Any]
     ) -> None:
-        fields["reason"] = exc.message
-        if self.dead_letters is not None:
-            try:
-                data = json.dumps(dict(event_data(event))).encode("utf-8")
-            except InvalidRequest:
-                data = _raw_data(event)
-            try:
-                fields["dead_letter_message_id"] = await asyncio.to_thread(
-                    self.dead_letters.publish,
-                    data,
-                    {"source": _bounded(fields["source"])} if "source" in fields else {},
-                    error=exc,
-                    source_message_id=fields["event_id"],
-                )
-            except InternalError:
-                logger.exception("dead letter failed", extra=_log(fields, exc.code))
-                raise
-        logger.warning(
-            "upload not completed; acknowledged, not retried", extra=_log(fields, exc.code)
-        )
+        error: CompleterError | None = verdict.error
+        if self.dead_letters is None or error is None:
+            return
+        try:
+            data = json.dumps(dict(event_data(event))).encode("utf-8")
+        except InvalidRequest:
+            data = _raw_data(event)
+        try:
+            fields["dead_letter_message_id"] = await asyncio.to_thread(
+                self.dead_letters.publish,
+                data,
+                {"source": _bounded(fields["source"])} if "source" in fields else {},
+                error=error,
+                source_message_id=fields["event_id"],
+            )
+        except Exception as exc:
+            # The event's own outcome is logged; its disposition becomes a retry.
+            failed = replace(verdict, disposition=Disposition.RETRY)
+            log_verdict(logger, "dead letter failed", failed, fields, cause=exc)
+            raise
 
 
 def _bounded(text: str, limit: int = MAX_ATTRIBUTE_VALUE_BYTES) -> str:
@@ -182,5 +193,8 @@ def _raw_data(event: CloudEventLike) -> bytes:
     return str(data if data is not None else "").encode("utf-8", "replace")
 
 
-def _log(fields: dict[str, Any], outcome: str, **more: Any) -> dict[str, Any]:
-    return {"completer": {**fields, **more, "outcome": outcome}}
+_MESSAGES = {
+    Disposition.ACKNOWLEDGE: "upload carried out",
+    Disposition.RETRY: "upload not completed; the event will be retried",
+    Disposition.DEAD_LETTER: "upload not completed; acknowledged, not retried",
+}

@@ -13,6 +13,8 @@ locals {
   secret_environment = { for name, arn in var.secret_arns : "${name}_SECRET_ARN" => arn }
   environment = merge(var.environment_variables, local.secret_environment, {
     COMPLETER_BACKEND = var.backend
+    # Uploads refused for good (no metadata, object gone, bad content) are sent here.
+    COMPLETER_DEAD_LETTER_QUEUE = aws_sqs_queue.dead_letter.url
   }, local.ledger_environment)
   kms_key_arns = compact(concat(var.secrets_kms_key_arns, [var.kms_key_arn]))
 }
@@ -85,13 +87,12 @@ data "aws_iam_policy_document" "this" {
     }
   }
 
-  dynamic "statement" {
-    for_each = local.use_sqs ? [] : [1]
-    content {
-      sid       = "SendFailedEvents"
-      actions   = ["sqs:SendMessage"]
-      resources = [aws_sqs_queue.dead_letter.arn]
-    }
+  # The function dead-letters refused uploads itself; Lambda's on-failure destination
+  # (direct delivery) sends there with this role too.
+  statement {
+    sid       = "SendFailedEvents"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter.arn]
   }
 
   dynamic "statement" {
