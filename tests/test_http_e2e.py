@@ -44,6 +44,7 @@ def function_url(temporal_server: TemporalServer, function_log: Path) -> Iterato
         **{k: v for k, v in os.environ.items() if not k.startswith("COMPLETER_")},
         "TEMPORAL_ADDRESS": temporal_server.address,
         "COMPLETER_RPC_TIMEOUT_SECONDS": "5",
+        "COMPLETER_ALLOW_UNSIGNED": "true",
     }
     argv = [binary, "--source", SOURCE, "--target", "complete", "--host", "127.0.0.1"]
     with running([*argv, "--port", str(port)], env=env, log_path=function_log) as process:

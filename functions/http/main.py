@@ -3,7 +3,8 @@
 An async function on functions-framework's ASGI face (Starlette under gunicorn's uvicorn
 worker): every request of a worker runs on its one event loop, over its one engine
 connection. The logic is :class:`completer.handlers.http.HttpHandler`; settings are checked at
-import, so a wrong configuration stops the instance at start with one sentence.
+import, so a wrong configuration, or nothing guarding the function (docs/security.md), stops
+the instance at start with one sentence.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from completer.errors import ConfigurationError
 from completer.handlers.http import HttpHandler
 from completer.handlers.worker import WorkerClient
 from completer.logs import configure_logging
-from completer.settings import get_settings
+from completer.settings import get_settings, require_http_guard
+from completer.signatures import MemoryReplayStore
 
 configure_logging()
 try:
-    handler = HttpHandler(WorkerClient(get_settings()), settings=get_settings())
+    settings = get_settings()
+    require_http_guard(settings)
+    replays = MemoryReplayStore(tolerance_seconds=settings.signature_tolerance_seconds)
+    handler = HttpHandler(WorkerClient(settings), settings=settings, replays=replays)
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
 
