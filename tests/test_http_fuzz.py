@@ -15,6 +15,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,3 +261,54 @@ def test_a_trickled_body_is_400_not_a_stuck_worker(size: int):
     assert answer.status == 400
     assert_contract_answer(answer)
     assert executor.calls == []
+
+
+GOLDEN = Path(__file__).resolve().parent / "events" / "http_lambda"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    kind=st.sampled_from(["function_url.json", "http_api_v2.json"]),
+    method=METHODS,
+    headers=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=6),
+    raw_query=st.text(max_size=80),
+    body=st.one_of(st.none(), st.text(max_size=200)),
+    encoded=st.booleans(),
+)
+def test_lambda_events_are_answered_in_the_contract(
+    kind: str,
+    method: str,
+    headers: dict[str, str],
+    raw_query: str,
+    body: str | None,
+    encoded: bool,
+):
+    from completer.handlers.lambda_http import LambdaHttp
+
+    event = json.loads((GOLDEN / kind).read_text())
+    event["requestContext"]["http"]["method"] = method
+    event["headers"] = {**event["headers"], **headers}
+    event["rawQueryString"] = raw_query
+    event["isBase64Encoded"] = encoded
+    if body is None:
+        event.pop("body", None)
+    else:
+        event["body"] = body
+    executor = RecordingExecutor()
+    answer = asyncio.run(LambdaHttp(handler(executor)).handle(event))
+    assert set(answer) == {"statusCode", "headers", "body", "isBase64Encoded"}
+    assert answer["statusCode"] in CONTRACT_STATUSES
+    assert isinstance(answer["body"], str)
+    if answer["headers"]["Content-Type"] == "application/json":
+        assert answer["headers"]["Cache-Control"] == "no-store"
+        assert json.loads(answer["body"])["error"]["code"] in ERROR_CODES
+    assert executor.calls == []
+
+
+def test_a_payload_1_event_is_400_not_a_crash():
+    from completer.handlers.lambda_http import LambdaHttp
+
+    rest = {"httpMethod": "POST", "headers": {}, "body": "{}", "isBase64Encoded": False}
+    answer = asyncio.run(LambdaHttp(handler(RecordingExecutor())).handle(rest))
+    assert answer["statusCode"] == 400
+    assert "payload format 2.0" in json.loads(answer["body"])["error"]["message"]

@@ -35,9 +35,17 @@ def request_of(event: Mapping[str, Any]) -> HttpRequest:
     signatures are checked over exactly what was signed.
 
     Raises:
-        InvalidRequest: ``isBase64Encoded`` is set but the body is not base64.
+        InvalidRequest: Not a payload format 2.0 event, or ``isBase64Encoded`` is set but
+            the body is not base64.
     """
     parsed = APIGatewayProxyEventV2(dict(event))
+    try:
+        method = parsed.request_context.http.method
+    except (KeyError, TypeError, AttributeError):
+        # A REST API (payload 1.0) or a direct invoke: configure payload format 2.0.
+        raise InvalidRequest(
+            "not a Function URL or HTTP API payload format 2.0 event (requestContext.http)."
+        ) from None
     # Payload 2.0 joins repeated headers with commas already; names arrive lower case.
     headers = {str(name).lower(): str(value) for name, value in (parsed.headers or {}).items()}
     query: dict[str, str] = {}
@@ -53,7 +61,7 @@ def request_of(event: Mapping[str, Any]) -> HttpRequest:
     else:
         # A string that is not valid Unicode stays invalid bytes, refused by the parser.
         body = text.encode("utf-8", "surrogatepass")
-    return HttpRequest(parsed.request_context.http.method, headers=headers, query=query, body=body)
+    return HttpRequest(str(method), headers=headers, query=query, body=body)
 
 
 def lambda_answer(answer: HttpAnswer) -> dict[str, Any]:
