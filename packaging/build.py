@@ -88,6 +88,8 @@ class Artefact:
     function: str
     packages: tuple[str, ...]
     platform: str  # "gcp" (requirements.txt, built remotely) or "aws" (dependencies inside)
+    botocore_services: tuple[str, ...] = LAMBDA_BOTOCORE_SERVICES
+    """The botocore service models a Lambda package keeps (the others are trimmed)."""
 
 
 def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
@@ -156,6 +158,9 @@ def aws_artefacts(backends: Sequence[str]) -> list[Artefact]:
         Artefact(
             name="http-lambda",
             function="http_lambda",
+            # SNS: the AWS example's approval notifier (completer.activity) runs from this
+            # package too and publishes the links to a topic.
+            botocore_services=(*LAMBDA_BOTOCORE_SERVICES, "sns"),
             # aws-lambda-powertools: the payload 2.0 event class (completer.handlers.lambda_http);
             # cryptography: completion links; jinja2 + babel: the approval pages.
             packages=tuple(
@@ -258,12 +263,12 @@ def build_aws(
             pip_install_for_lambda(requirements, stage, arch=arch, cache_dir=cache_dir)
         finally:
             requirements.unlink()
-        trim_for_lambda(stage)
+        trim_for_lambda(stage, services=artefact.botocore_services)
         copy_sources(source, stage)
         return write_zip(stage, out / f"{artefact.name}.zip") | {
             "requirements": pins,
             "architecture": arch,
-            "botocore_services": list(LAMBDA_BOTOCORE_SERVICES),
+            "botocore_services": list(artefact.botocore_services),
         }
 
 
@@ -297,12 +302,12 @@ def pip_install_for_lambda(
     subprocess.run(argv, check=True)  # noqa: S603 - our own argv: this pip, our options
 
 
-def trim_for_lambda(stage: Path) -> None:
+def trim_for_lambda(stage: Path, *, services: Sequence[str] = LAMBDA_BOTOCORE_SERVICES) -> None:
     """Drop what a Lambda never loads: other botocore service models, metadata, scripts."""
     data = stage / "botocore" / "data"
     if data.is_dir():
         for entry in data.iterdir():
-            if entry.is_dir() and entry.name not in LAMBDA_BOTOCORE_SERVICES:
+            if entry.is_dir() and entry.name not in services:
                 shutil.rmtree(entry)
     for entry in stage.iterdir():
         # Console scripts and type stubs (temporalio pulls in types-protobuf) never run.

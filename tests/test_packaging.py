@@ -409,6 +409,11 @@ def test_http_lambda_package_layout(dist):
     assert {"completer", "boto3", "temporalio", "aws_lambda_powertools", "cryptography"} <= tops
     assert {"jinja2", "babel"} <= tops
     assert not [t for t in tops if t in {"bin", "functions_framework", "starlette"}]
+    services = {
+        n.split("/")[2] for n in names if n.startswith("botocore/data/") and n.count("/") > 2
+    }
+    # SNS: the AWS example's approval notifier runs from this package.
+    assert services == {"s3", "stepfunctions", "secretsmanager", "sts", "sns"}
     assert manifest["entry_point"] == "main.handler"
     assert manifest["runtime"] == "python3.12"
     assert manifest["bytes"] < 50_000_000
