@@ -532,7 +532,11 @@ def gcp_pubsub(dist, tmp_path_factory: pytest.TempPathFactory) -> ServedArchive:
 
 @contextlib.contextmanager
 def serve(
-    archive: ServedArchive, signature: str, temporal: TemporalServer, log: Path
+    archive: ServedArchive,
+    signature: str,
+    temporal: TemporalServer,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     port = free_port()
     argv = [
@@ -555,6 +559,7 @@ def serve(
         "HOME": str(log.parent),
         "COMPLETER_BACKEND": "temporal",
         "TEMPORAL_ADDRESS": temporal.address,
+        **(extra_env or {}),
     }
     with running(argv, env=env, log_path=log, cwd=archive.root) as process:
         try:
@@ -583,13 +588,26 @@ async def test_gcp_http_archive_serves_a_completion_from_a_fresh_venv(
     waiting: WaitingActivity,
     tmp_path: Path,
 ):
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
     assert not [p for p in sys_path_of(gcp_http) if str(ROOT) in p], "the venv sees the checkout"
-    with serve(gcp_http, "http", temporal_server, tmp_path / "http.log") as url:
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    body = json.dumps({"task_token": waiting.token_b64, "result": {"via": "gcp-http.zip"}})
+    now = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": "msg_gcp_package",
+        "webhook-timestamp": str(now),
+        "webhook-signature": Webhook(secret).sign(
+            "msg_gcp_package", datetime.fromtimestamp(now, tz=UTC), body
+        ),
+    }
+    signing = {"COMPLETER_SIGNING_SECRETS": secret}
+    with serve(gcp_http, "http", temporal_server, tmp_path / "http.log", signing) as url:
         response = await asyncio.to_thread(
-            requests.post,
-            url,
-            json={"task_token": waiting.token_b64, "result": {"via": "gcp-http.zip"}},
-            timeout=60,
+            requests.post, url, data=body, headers=headers, timeout=60
         )
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "completed"}
