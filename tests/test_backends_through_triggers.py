@@ -112,15 +112,17 @@ def cadence_env(frontend: FakeFrontend) -> dict[str, str]:
 
 async def test_http_function_with_cadence(frontend: FakeFrontend, cadence_env, tmp_path: Path):
     frontend.api.reset()
-    token = base64.b64encode(CADENCE_TOKEN).decode()
+    activity = frontend.api.schedule_activity("approve", domain=DOMAIN)
+    token = base64.b64encode(activity.task_token).decode()
     with function_process("functions/http/main.py", cadence_env, tmp_path / "log") as url:
         ok = await asyncio.to_thread(
             requests.post, url, json={"task_token": token, "result": {"approved": True}}, timeout=30
         )
         assert (ok.status_code, ok.json()) == (200, {"status": "completed"})
+        assert activity.closed == ("completed", b'{"approved":true}')
         call = frontend.api.calls[-1]
         assert call.method == "RespondActivityTaskCompleted"
-        assert call.request.task_token == CADENCE_TOKEN
+        assert call.request.task_token == activity.task_token
         assert json.loads(call.request.result.data) == {"approved": True}
         assert call.metadata["rpc-service"] == "cadence-frontend"
 
