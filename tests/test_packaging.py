@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -40,7 +41,13 @@ pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "packaging" / "build.py"
-FUNCTIONS = {"gcp-http": "http", "gcp-pubsub": "pubsub", "gcp-gcs": "gcs", "aws-s3": "s3"}
+FUNCTIONS = {
+    "gcp-http": "http",
+    "gcp-pubsub": "pubsub",
+    "gcp-gcs": "gcs",
+    "aws-s3": "s3",
+    "http-lambda": "http_lambda",
+}
 REGION = "us-east-1"
 AWS_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -388,6 +395,93 @@ async def test_lambda_package_step_functions_path_reads_secrets_and_skips_tempor
     assert json.loads(finished["output"]) == {"ok": True}
 
 
+# --- the HTTP Lambda package ------------------------------------------------------------------
+
+
+def test_http_lambda_package_layout(dist):
+    out, manifests = dist
+    manifest = manifests["http-lambda"]
+    with zipfile.ZipFile(out / "http-lambda.zip") as zf:
+        names = zf.namelist()
+        main = zf.read("main.py")
+    assert main == (ROOT / "functions" / "http_lambda" / "main.py").read_bytes()
+    tops = {n.split("/")[0] for n in names}
+    assert {"completer", "boto3", "temporalio", "aws_lambda_powertools", "cryptography"} <= tops
+    assert {"jinja2", "babel"} <= tops
+    assert not [t for t in tops if t in {"bin", "functions_framework", "starlette"}]
+    services = {
+        n.split("/")[2] for n in names if n.startswith("botocore/data/") and n.count("/") > 2
+    }
+    # SNS: the AWS example's approval notifier runs from this package.
+    assert services == {"s3", "stepfunctions", "secretsmanager", "sts", "sns"}
+    assert manifest["entry_point"] == "main.handler"
+    assert manifest["runtime"] == "python3.12"
+    assert manifest["bytes"] < 50_000_000
+    assert manifest["unpacked_bytes"] < 250_000_000
+
+
+@pytest.fixture(scope="session")
+def http_lambda_package(dist, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out, _ = dist
+    return unpack(out / "http-lambda.zip", tmp_path_factory.mktemp("http-lambda"))
+
+
+@pytest.mark.moto
+@pytest.mark.temporal
+async def test_http_lambda_package_completes_a_signed_function_url_request(
+    python312: str,
+    http_lambda_package: Path,
+    moto: Moto,
+    temporal_server: TemporalServer,
+    waiting: WaitingActivity,
+    tmp_path: Path,
+):
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    secret_arn = moto.client("secretsmanager").create_secret(
+        Name=f"signing-{uuid.uuid4().hex[:8]}", SecretString=secret
+    )["ARN"]
+    body = json.dumps({"task_token": waiting.token_b64, "result": {"via": "http-lambda"}})
+    now = int(time.time())
+    event = json.loads(
+        (ROOT / "tests" / "events" / "http_lambda" / "function_url.json").read_text()
+    )
+    event["requestContext"]["http"]["method"] = "POST"
+    event["headers"].update(
+        {
+            "content-type": "application/json",
+            "webhook-id": "msg_package",
+            "webhook-timestamp": str(now),
+            "webhook-signature": Webhook(secret).sign(
+                "msg_package", datetime.fromtimestamp(now, tz=UTC), body
+            ),
+        }
+    )
+    event["body"] = body
+    answer = await asyncio.to_thread(
+        run_lambda,
+        python312,
+        http_lambda_package,
+        event,
+        {
+            "COMPLETER_BACKEND": "temporal",
+            "TEMPORAL_ADDRESS": temporal_server.address,
+            "COMPLETER_SIGNING_SECRETS_SECRET_ARN": secret_arn,
+            "AWS_ENDPOINT_URL": moto.endpoint,
+        },
+        tmp_path,
+    )
+    assert answer["result"]["statusCode"] == 200, answer["result"]
+    assert json.loads(answer["result"]["body"]) == {"status": "completed"}
+    assert answer["result"]["headers"]["Cache-Control"] == "no-store"
+    assert await asyncio.wait_for(waiting.handle.result(), 30) == {"via": "http-lambda"}
+    assert answer["outside"] == [], f"imported from outside the package: {answer['outside']}"
+    assert secret.removeprefix("whsec_") not in answer["logs"]
+
+
 # --- the GCP archives, served from fresh venvs --------------------------------------------
 
 
@@ -438,7 +532,11 @@ def gcp_pubsub(dist, tmp_path_factory: pytest.TempPathFactory) -> ServedArchive:
 
 @contextlib.contextmanager
 def serve(
-    archive: ServedArchive, signature: str, temporal: TemporalServer, log: Path
+    archive: ServedArchive,
+    signature: str,
+    temporal: TemporalServer,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     port = free_port()
     argv = [
@@ -461,6 +559,7 @@ def serve(
         "HOME": str(log.parent),
         "COMPLETER_BACKEND": "temporal",
         "TEMPORAL_ADDRESS": temporal.address,
+        **(extra_env or {}),
     }
     with running(argv, env=env, log_path=log, cwd=archive.root) as process:
         try:
@@ -489,13 +588,26 @@ async def test_gcp_http_archive_serves_a_completion_from_a_fresh_venv(
     waiting: WaitingActivity,
     tmp_path: Path,
 ):
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
     assert not [p for p in sys_path_of(gcp_http) if str(ROOT) in p], "the venv sees the checkout"
-    with serve(gcp_http, "http", temporal_server, tmp_path / "http.log") as url:
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    body = json.dumps({"task_token": waiting.token_b64, "result": {"via": "gcp-http.zip"}})
+    now = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": "msg_gcp_package",
+        "webhook-timestamp": str(now),
+        "webhook-signature": Webhook(secret).sign(
+            "msg_gcp_package", datetime.fromtimestamp(now, tz=UTC), body
+        ),
+    }
+    signing = {"COMPLETER_SIGNING_SECRETS": secret}
+    with serve(gcp_http, "http", temporal_server, tmp_path / "http.log", signing) as url:
         response = await asyncio.to_thread(
-            requests.post,
-            url,
-            json={"task_token": waiting.token_b64, "result": {"via": "gcp-http.zip"}},
-            timeout=60,
+            requests.post, url, data=body, headers=headers, timeout=60
         )
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "completed"}

@@ -289,20 +289,7 @@ def function_resources() -> Iterator[tuple[str, str, dict[str, Any]]]:
                 yield module.name, FUNCTION_RESOURCES[(module.name, type_, name)], body
 
 
-@pytest.mark.parametrize(
-    "directory",
-    [
-        pytest.param(
-            d,
-            marks=pytest.mark.xfail(
-                d == "http_lambda",
-                reason="functions/http_lambda/main.py lands with the Lambda HTTP handler",
-                strict=True,
-            ),
-        )
-        for d in sorted(set(FUNCTION_RESOURCES.values()))
-    ],
-)
+@pytest.mark.parametrize("directory", sorted(set(FUNCTION_RESOURCES.values())))
 def test_entry_points_exist_in_functions(directory: str):
     deployed = [(m, body) for m, d, body in function_resources() if d == directory]
     assert deployed

@@ -21,7 +21,9 @@ from click.core import ParameterSource
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from completer.activity import ApprovalLinks
     from completer.errors import CompleterError
+    from completer.settings import Settings
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -470,37 +472,70 @@ def link(
 
     The links work with the HTTP function that has the same COMPLETER_LINK_SECRET
     (read from the environment here). A GET shows a confirmation page; only its POST
-    completes. The token cannot be read from a link.
+    completes. The token cannot be read from a link. Links by IDs seal the workflow's run
+    ID: without --run-id it is looked up on Temporal (TEMPORAL_* settings).
     """
-    from completer.activity import approval_links
     from completer.errors import CompleterError, ConfigurationError
     from completer.settings import load_settings
 
     try:
-        secret = load_settings().link_secret
+        settings = load_settings()
     except ConfigurationError as exc:
         _fail_configuration(str(exc))
+    secret = settings.link_secret
     if secret is None:
         _fail_configuration("COMPLETER_LINK_SECRET is not set: links are signed with it.")
     target: dict[str, Any] = _target(token, workflow_id, activity_id, run_id)
-    try:
-        links = approval_links(
-            url,
-            secret=secret.get_secret_value(),
-            **target,
-            approve_result=_read_json(approve_result, None, what="approve result", flag=""),
-            reject_error={
-                "message": reject_message,
-                "type": reject_type,
-                "non_retryable": not reject_retryable,
-            },
-            ttl_seconds=ttl,
-            title=title,
-            description=description,
+    if "workflow_id" in target and "run_id" not in target and settings.backend != "temporal":
+        _fail_configuration(
+            f"links by workflow and activity ID need --run-id with {settings.backend}: "
+            "the run ID is looked up on Temporal only."
+            if settings.backend == "cadence"
+            else f"{settings.backend} names activities by task token only: give --token."
         )
+    options: dict[str, Any] = {
+        **target,
+        "secret": secret.get_secret_value(),
+        "approve_result": _read_json(approve_result, None, what="approve result", flag=""),
+        "reject_error": {
+            "message": reject_message,
+            "type": reject_type,
+            "non_retryable": not reject_retryable,
+        },
+        "ttl_seconds": ttl,
+        "title": title,
+        "description": description,
+    }
+    import asyncio
+
+    try:
+        links = asyncio.run(_approval_links(url, settings, options))
     except CompleterError as exc:
         _fail_with(exc)
     _print_json(links.to_dict())
+
+
+async def _approval_links(url: str, settings: Settings, options: dict[str, Any]) -> ApprovalLinks:
+    """The links; a Temporal client looks the run ID up when IDs come without one."""
+    from completer.activity import approval_links, approval_links_async
+
+    if "workflow_id" not in options or "run_id" in options:
+        return approval_links(url, **options)
+    from completer.backends.temporal import TemporalBackend
+    from completer.errors import CompleterError, EngineUnavailable
+
+    backend = TemporalBackend(settings)
+    try:
+        await backend.connect()
+        return await approval_links_async(url, client=backend.client, **options)
+    except CompleterError:
+        raise
+    except Exception as exc:
+        raise EngineUnavailable(
+            f"cannot look the run ID up on Temporal ({type(exc).__name__}); give --run-id."
+        ) from exc
+    finally:
+        await backend.close()
 
 
 @main.command(

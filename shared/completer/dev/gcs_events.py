@@ -94,6 +94,7 @@ def deliver(
         raise ValueError(f"not an HTTP URL: {url!r}")
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
+        # The scheme is checked above: only http(s), never file:.
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310
             return int(response.status)
     except urllib.error.HTTPError as exc:

