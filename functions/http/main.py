@@ -2,7 +2,7 @@
 
 An async function on functions-framework's ASGI face (Starlette under gunicorn's uvicorn
 worker): every request of a worker runs on its one event loop, over its one engine
-connection. The logic is :class:`completer.handlers.http.HttpHandler`; settings are checked at
+connection and its one completion ledger (docs/ledger.md). The logic is :class:`completer.handlers.http.HttpHandler`; settings are checked at
 import, so a wrong configuration stops the instance at start with one sentence.
 """
 
@@ -14,13 +14,18 @@ from starlette.responses import Response
 
 from completer.errors import ConfigurationError
 from completer.handlers.http import HttpHandler
-from completer.handlers.worker import WorkerClient
+from completer.handlers.worker import build_executor
 from completer.logs import configure_logging
 from completer.settings import get_settings
 
 configure_logging()
 try:
-    handler = HttpHandler(WorkerClient(get_settings()), settings=get_settings())
+    # One ledger per worker process: the executor's, and (once the handler takes a
+    # ``replays`` store) the signed webhooks' replay memory across instances:
+    #   replays=LedgerReplayStore(lambda: ledger.ledger,
+    #                             tolerance_seconds=get_settings().signature_tolerance_seconds)
+    executor, ledger = build_executor(get_settings())
+    handler = HttpHandler(executor, settings=get_settings())
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
 

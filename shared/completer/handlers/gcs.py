@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from completer.deadletter import MAX_ATTRIBUTE_VALUE_BYTES
 from completer.errors import (
-    ActivityNotFound,
     CompleterError,
     InternalError,
     InvalidRequest,
@@ -35,7 +34,6 @@ from completer.events.gcs import (
     finalized_object,
     read_limit,
 )
-from completer.handlers.pubsub import RecentCompletions
 from completer.models import CompletionRequest, Origin
 
 if TYPE_CHECKING:
@@ -64,7 +62,8 @@ class GcsHandler:
     """Completes activities from Cloud Storage finalized events.
 
     Args:
-        executor: Carries out the completion requests.
+        executor: Carries out the completion requests; the function's is ledger-backed,
+            so a redelivered event answers its first outcome (``replayed``).
         settings: The inline limit and the engine's payload limit.
         reader: Reads object generations.
         dead_letters: Where permanent failures are published; None: logged only.
@@ -82,7 +81,6 @@ class GcsHandler:
         self.settings = settings
         self.reader = reader
         self.dead_letters = dead_letters
-        self.recent = RecentCompletions()
 
     async def handle(self, event: CloudEventLike) -> str:
         """Carry out the completion one finalized event asks for.
@@ -117,15 +115,13 @@ class GcsHandler:
             )
             raise
         except PermanentError as exc:
-            if isinstance(exc, ActivityNotFound) and request in self.recent:
-                # This instance completed this very request: a redelivered event.
-                logger.info("duplicate event acknowledged", extra=_log(fields, exc.code))
-                return exc.code
             await self._dead_letter(event, exc, fields)
             return exc.code
         except CompleterError as exc:  # neither kind: treat as a bug, retry rather than lose
             raise InternalError(f"unexpected error: {exc.message}") from exc
-        self.recent.remember(request)
+        if outcome.replayed:
+            # A redelivered event (or the same upload again): the ledger's first answer.
+            fields["replayed"] = True
         logger.info("upload carried out", extra=_log(fields, outcome.status.value))
         return outcome.status.value
 

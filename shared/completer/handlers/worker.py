@@ -13,12 +13,15 @@ import os
 from typing import TYPE_CHECKING
 
 from completer.client import CompletionClient
+from completer.ledger import create_ledger
 
 if TYPE_CHECKING:
+    from completer.executor import Executor
+    from completer.ledger import Ledger
     from completer.models import CompletionOutcome, CompletionRequest, Origin
     from completer.settings import Settings
 
-__all__ = ["WorkerClient"]
+__all__ = ["WorkerClient", "WorkerExecutor", "WorkerLedger", "build_executor"]
 
 
 class WorkerClient:
@@ -52,3 +55,76 @@ class WorkerClient:
         """Close this process's connection (tests, and scripts that serve then stop)."""
         if self._pid == os.getpid():
             await self._client.close()
+
+
+class WorkerLedger:
+    """This process's completion ledger (see docs/ledger.md), made again by a forked worker.
+
+    Like :class:`WorkerClient`: built at import so that a wrong ``COMPLETER_LEDGER`` fails
+    the start, and built again, unconnected, by any other process that uses it (the
+    Firestore client speaks gRPC, boto3's sessions are not fork-safe). Every user of the
+    ledger in one worker (the executor, the replay memory of signed webhooks, Pub/Sub
+    message IDs, the approval pages) reads :attr:`ledger` and so shares one store client.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        """Check ``COMPLETER_LEDGER`` and build the store's client, without calling it.
+
+        Raises:
+            ConfigurationError: The ledger URL names a store that cannot be used here.
+        """
+        self.settings = settings
+        self._ledger = create_ledger(settings)
+        self._pid = os.getpid()
+
+    @property
+    def ledger(self) -> Ledger:
+        """This process's ledger (a forked worker gets its own, never its parent's)."""
+        if self._pid != os.getpid():
+            self._ledger = create_ledger(self.settings)
+            self._pid = os.getpid()
+        return self._ledger
+
+    async def close(self) -> None:
+        """Close this process's store client (tests, and scripts that serve then stop)."""
+        if self._pid == os.getpid():
+            await self._ledger.close()
+
+
+class WorkerExecutor:
+    """The executor every function uses: this process's client, through its ledger.
+
+    A repeated complete, fail or cancel answers the first outcome (``replayed``) and a
+    different one is ``conflict``; see :class:`completer.ledger.LedgerExecutor`.
+    """
+
+    def __init__(self, client: Executor, ledger: WorkerLedger) -> None:
+        self.client = client
+        self.worker_ledger = ledger
+
+    async def execute(
+        self, request: CompletionRequest, /, *, origin: Origin | None = None
+    ) -> CompletionOutcome:
+        """Carry out ``request`` once per ledger; a repeat answers the first outcome."""
+        return await self.worker_ledger.ledger.wrap(self.client).execute(request, origin=origin)
+
+    async def close(self) -> None:
+        """Close this process's engine connection and ledger client."""
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            await close()
+        await self.worker_ledger.close()
+
+
+def build_executor(settings: Settings) -> tuple[WorkerExecutor, WorkerLedger]:
+    """The one call a function file makes: its executor and the ledger behind it.
+
+    Hand the ledger to whatever else in the function needs it (the replay memory of signed
+    webhooks: :class:`completer.ledger.replays.LedgerReplayStore`; Pub/Sub message IDs;
+    the approval pages' "was this decided" lookup, ``ledger.ledger.show(...)``).
+
+    Raises:
+        ConfigurationError: The backend or the ledger is misconfigured.
+    """
+    ledger = WorkerLedger(settings)
+    return WorkerExecutor(WorkerClient(settings), ledger), ledger
