@@ -2,8 +2,9 @@
 
 An async function on functions-framework's ASGI face (Starlette under gunicorn's uvicorn
 worker): every request of a worker runs on its one event loop, over its one engine
-connection and its one completion ledger (docs/ledger.md). The logic is :class:`completer.handlers.http.HttpHandler`; settings are checked at
-import, so a wrong configuration stops the instance at start with one sentence.
+connection and its one completion ledger (docs/ledger.md). The logic is
+:class:`completer.handlers.http.HttpHandler`; settings are checked at import, so a wrong
+configuration stops the instance at start with one sentence.
 """
 
 from __future__ import annotations

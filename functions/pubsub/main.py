@@ -3,9 +3,10 @@
 Target ``complete``, an async function served on each worker's one event loop. It takes
 Eventarc ``messagePublished`` CloudEvents and raw push requests alike (functions-framework's
 async ``cloud_event`` face refuses raw push requests, so this is an HTTP function that reads
-both). A 2xx answer acknowledges the message; any other makes Pub/Sub redeliver it. A redelivered message ID, or a repeated completion,
-is recognised on every instance through the completion ledger (docs/ledger.md). The logic
-is :class:`completer.handlers.pubsub.PubSubHandler`.
+both). A 2xx answer acknowledges the message; any other makes Pub/Sub redeliver it. A
+redelivered message ID, or a repeated completion, is recognised on every instance through
+the completion ledger (docs/ledger.md). The logic is
+:class:`completer.handlers.pubsub.PubSubHandler`.
 """
 
 from __future__ import annotations
