@@ -329,12 +329,19 @@ async def test_unknown_activity_is_404(app: App):
     assert error_of(await app.post(body)) == (404, "activity_not_found")
 
 
-async def test_second_completion_is_404_and_first_result_kept(app: App, activity: WaitingActivity):
-    assert (
-        await app.post({"task_token": activity.token_b64, "result": "first"})
-    ).status_code == 200
+async def test_a_repeat_is_replayed_and_a_different_completion_is_409(
+    app: App, activity: WaitingActivity
+):
+    first = {"task_token": activity.token_b64, "result": "first"}
+    assert (await app.post(first)).status_code == 200
+    # The ledger (in-process without COMPLETER_LEDGER) answers the first outcome again.
+    again = await app.post(first)
+    assert (again.status_code, again.get_json()) == (
+        200,
+        {"status": "completed", "replayed": True},
+    )
     late = await app.post({"task_token": activity.token_b64, "result": "second"})
-    assert error_of(late) == (404, "activity_not_found")
+    assert error_of(late) == (409, "conflict")
     assert await activity.handle.result() == "first"
 
 
@@ -359,7 +366,8 @@ async def test_concurrent_duplicates_complete_once(app: App, activity: WaitingAc
     statuses = [answer.status_code for answer in answers]
     winners = [i for i, status in enumerate(statuses) if status == 200]
     assert len(winners) == 1
-    assert sorted(statuses) == [200] + [404] * 7
+    # Different results for one activity: the first carried out, the others conflict.
+    assert sorted(statuses) == [200] + [409] * 7
     assert await activity.handle.result() == winners[0]
 
 
@@ -592,7 +600,9 @@ async def test_log_line_carries_trace_id_outcome_and_fingerprint(
     assert first["activity"].startswith("token:")
     assert len(first["activity"]) == len("token:") + 12
     assert first["engine_ms"] >= 0
-    assert [line["outcome"] for line in answered[1:]] == ["activity_not_found"] * 2
+    assert [(line["outcome"], line.get("replayed")) for line in answered[1:]] == [
+        ("completed", True)
+    ] * 2
 
 
 async def test_no_token_or_secret_in_logs_on_any_path(
@@ -622,13 +632,14 @@ async def test_no_token_or_secret_in_logs_on_any_path(
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "action": "heartbeat"}),
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "result": 1}),
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "result": 1}),
+        await send(app, {"task_token": TOKEN_PLACEHOLDER, "result": 2}),
     ]
     # One engine client per process: the unreachable-engine "process" comes after.
     down = make_app(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
     statuses.append(
         await send(down, {"task_token": TOKEN_PLACEHOLDER, "result": 1}, sign_with=None)
     )
-    assert statuses == [401, 401, 400, 400, 400, 413, 409, 200, 200, 404, 503]
+    assert statuses == [401, 401, 400, 400, 400, 413, 409, 200, 200, 200, 409, 503]
     logged = no_secrets_in_logs.getvalue()
     assert logged.count("completion request answered") == len(statuses)
     # The guard fixture scans all of it; make sure it has every form to look for.

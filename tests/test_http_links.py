@@ -225,18 +225,20 @@ async def test_reject_link_fails_the_workflow_with_the_preset_error(
     )
 
 
-async def test_replayed_post_is_already_used_and_first_result_kept(
+async def test_replayed_post_answers_the_first_outcome_and_first_result_kept(
     app: App, activity: WaitingActivity
 ):
     url = approve_link(activity)
     first = await app.post(url)
     assert first.status_code == 200
+    # The ledger answers a repeated POST (a double click, a retry) with its first outcome.
     second = await app.post(url)
-    assert second.status_code == 404
-    assert "already used" in page_text(second)
-    # Another choice after the first one is refused the same way.
+    assert second.status_code == 200
+    assert page_text(second) == page_text(first)
+    # Another choice after the first one is refused (the ledger's conflict): already used.
     third = await app.post(reject_link(activity))
     assert third.status_code == 404
+    assert "already used" in page_text(third)
     assert await activity.handle.result() == {"approved": True, "note": "<b>ok</b>"}
 
 

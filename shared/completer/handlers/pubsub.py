@@ -159,8 +159,6 @@ class PubSubHandler:
         verdict = judge(result, done_before=request is not None and request in self.recent)
         if request is not None and isinstance(verdict.error, EngineTimeout):
             self.recent.remember(request)
-        if not isinstance(result, BaseException) and result.replayed:
-            fields["replayed"] = True
         if verdict.disposition is Disposition.DEAD_LETTER and self.dead_letters is not None:
             assert verdict.error is not None
             try:
