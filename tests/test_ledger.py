@@ -663,4 +663,4 @@ async def test_an_unreachable_ledger_refuses_a_signed_webhook_before_carrying_it
 
     store = LedgerReplayStore(Ledger(Down()), tolerance_seconds=300)
     with pytest.raises(EngineUnavailable):
-        await answer_once(store, signed("msg-down", b"{}"), _never)
+        await answer_once(store, signed("msg-down", b"{}"), _constant(None))
