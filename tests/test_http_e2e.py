@@ -82,8 +82,9 @@ async def test_complete_fail_and_heartbeat_over_http(
     pending = await beating.pending_activity()
     assert pending.heartbeat_details.payloads[0].data == b'{"pct":70}'
 
+    # A different completion of a completed activity: the ledger kept the first (409).
     response = await apost(function_url, {"task_token": done.token_b64, "result": 2})
-    assert response.status_code == 404
+    assert response.status_code == 409
     response = await asyncio.to_thread(requests.get, function_url, timeout=30)
     assert (response.status_code, response.headers["Allow"]) == (405, "POST")
     assert_logs_clean(function_log, done, failed, beating)
@@ -104,7 +105,7 @@ async def test_concurrent_duplicates_over_http_complete_once(
 
     answers = await asyncio.to_thread(send_all)
     winners = [i for i, status in answers if status == 200]
-    assert sorted(status for _, status in answers) == [200] + [404] * 7
+    assert sorted(status for _, status in answers) == [200] + [409] * 7  # the ledger's conflict
     assert await waiting.handle.result() == winners[0]
     assert_logs_clean(function_log, waiting)
 
