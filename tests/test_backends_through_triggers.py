@@ -23,7 +23,6 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from cadence.api.v1 import error_pb2
 
 from tests.support.cadence import FakeFrontend, fake_frontend
 from tests.support.services import free_port, running, venv_tool, wait_for_port
@@ -151,14 +150,6 @@ async def test_pubsub_function_with_cadence(frontend: FakeFrontend, cadence_env,
     )
     assert call.request.domain == DOMAIN
     assert json.loads(call.request.result.data) == {"reviewer": "ana"}
-
-
-def _not_exists() -> Any:
-    from google.rpc import status_pb2
-
-    status = status_pb2.Status(code=5, message="activity task not found")
-    status.details.add().Pack(error_pb2.EntityNotExistsError())
-    return status
 
 
 # --- Step Functions ------------------------------------------------------------------------
