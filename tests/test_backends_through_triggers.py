@@ -175,7 +175,14 @@ async def test_http_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_env,
 
     # The AWS functions' ledger: a DynamoDB table (here on the same moto server).
     table = f"ledger-{uuid.uuid4().hex[:8]}"
-    create_table(table, client=boto3.client("dynamodb", region_name=REGION, **_moto(sfn)))
+    dynamodb = boto3.client(
+        "dynamodb",
+        region_name=REGION,
+        endpoint_url=sfn.endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    create_table(table, client=dynamodb)
     env = {**sfn_env, "COMPLETER_LEDGER": f"dynamodb://{table}"}
     env["AWS_ENDPOINT_URL_DYNAMODB"] = sfn.endpoint
     done, cancelled = sfn.start_waiting(), sfn.start_waiting()
@@ -200,14 +207,6 @@ async def test_http_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_env,
     assert finished["status"] == "SUCCEEDED"
     assert json.loads(finished["output"]) == {"n": 1}
     assert cancelled.describe()["status"] == "RUNNING"
-
-
-def _moto(sfn: MotoStepFunctions) -> dict[str, str]:
-    return {
-        "endpoint_url": sfn.endpoint,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
 
 
 async def test_pubsub_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_env, tmp_path: Path):
