@@ -847,7 +847,8 @@ def _port_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "http": "HTTP function",
         "pubsub": "Pub/Sub function",
         "emulator": "Pub/Sub emulator",
-        "s3": "moto (S3 and SQS)",
+        "s3": "moto (S3, SQS and the ledger's DynamoDB)",
+        "firestore": "Firestore emulator (the ledger)",
     }
     for name in reversed(list(DEFAULT_PORTS)):
         func = click.option(

@@ -13,6 +13,7 @@ DEFAULT_PORTS = {
     "pubsub": 8081,
     "emulator": 8085,
     "s3": 5000,
+    "firestore": 8086,
 }
 
 
@@ -26,3 +27,4 @@ class Ports:
     pubsub: int | None = None
     emulator: int | None = None
     s3: int | None = None
+    firestore: int | None = None
