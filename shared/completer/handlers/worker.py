@@ -63,9 +63,10 @@ class WorkerLedger:
     Like :class:`WorkerClient`: built at import so that a wrong ``COMPLETER_LEDGER`` fails
     the start, and built again, unconnected, by any other process that uses it (the
     Firestore client speaks gRPC, boto3's sessions are not fork-safe). Never call the store
-    before the fork: once grpcio's threads run, a forked child that uses gRPC may crash. Every user of the
-    ledger in one worker (the executor, the replay memory of signed webhooks, Pub/Sub
-    message IDs, the approval pages) reads :attr:`ledger` and so shares one store client.
+    before the fork: once grpcio's threads run, a forked child that uses gRPC may crash.
+    Every user of the ledger in one worker (the executor, the replay memory of signed
+    webhooks, Pub/Sub message IDs, the approval pages) reads :attr:`ledger` and so shares
+    one store client.
     """
 
     def __init__(self, settings: Settings) -> None:
