@@ -664,3 +664,16 @@ async def test_an_unreachable_ledger_refuses_a_signed_webhook_before_carrying_it
     store = LedgerReplayStore(Ledger(Down()), tolerance_seconds=300)
     with pytest.raises(EngineUnavailable):
         await answer_once(store, signed("msg-down", b"{}"), _constant(None))
+
+
+async def test_decision_says_whether_how_and_when_an_activity_was_decided(stores: Stores):
+    ledger = stores.ledger()
+    executor = ledger.wrap(Engine())
+    assert await ledger.decision(task_token=TOKEN) is None
+    await executor.execute(by_token({"approved": True}), origin=Origin("http", "msg-1"))
+    # Another instance on the same store sees it.
+    decided = await stores.ledger().decision(task_token=TOKEN)
+    assert decided is not None
+    assert (decided.action, decided.status, decided.trigger) == ("complete", "completed", "http")
+    assert decided.at.endswith("Z")
+    assert await ledger.decision(workflow_id="wf-42", activity_id="act") is None

@@ -123,7 +123,7 @@ def build_executor(settings: Settings) -> tuple[WorkerExecutor, WorkerLedger]:
 
     Hand the ledger to whatever else in the function needs it (the replay memory of signed
     webhooks: :class:`completer.ledger.replays.LedgerReplayStore`; Pub/Sub message IDs;
-    the approval pages' "was this decided" lookup, ``ledger.ledger.show(...)``).
+    the approval pages' "was this decided, how, when": ``await ledger.ledger.decision(...)``).
 
     Raises:
         ConfigurationError: The backend or the ledger is misconfigured.

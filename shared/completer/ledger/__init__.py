@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from completer.errors import ConfigurationError
 from completer.ledger.base import LedgerStore, Record, RecordState
-from completer.ledger.core import DEFAULT_TTL_SECONDS, Ledger
+from completer.ledger.core import DEFAULT_TTL_SECONDS, Decision, Ledger
 from completer.ledger.deliveries import Answer, DeliveryLog
 from completer.ledger.executor import LedgerExecutor
 from completer.ledger.registry import BufferedRequest, CorrelationRegistry, Registration
@@ -35,6 +35,7 @@ __all__ = [
     "Answer",
     "BufferedRequest",
     "CorrelationRegistry",
+    "Decision",
     "DeliveryLog",
     "Ledger",
     "LedgerExecutor",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from completer.errors import CompleterError, EngineTimeout
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from completer.executor import Executor
     from completer.ledger.base import LedgerStore
 
-__all__ = ["DEFAULT_TTL_SECONDS", "Ledger"]
+__all__ = ["DEFAULT_TTL_SECONDS", "Decision", "Ledger"]
 
 logger = logging.getLogger("completer")
 
@@ -32,6 +33,25 @@ _IN_PROGRESS_MARGIN_SECONDS = 5.0
 _WAIT_MARGIN_SECONDS = 2.0
 _POLL_FIRST_SECONDS = 0.05
 _POLL_MAX_SECONDS = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the ledger holds as carried out for one activity (for pages and tools).
+
+    Attributes:
+        action: ``complete``, ``fail`` or ``cancel``.
+        status: The outcome's status (``completed``, ``failed``, ``cancelled``).
+        at: When it was carried out (ISO 8601, UTC).
+        trigger: Through which trigger (``http``, ``pubsub``, ``s3``, ``gcs``), if known.
+        fingerprint: The hash of the request that did it; equal for identical requests.
+    """
+
+    action: str
+    status: str
+    at: str
+    trigger: str | None
+    fingerprint: str
 
 
 class Ledger:
@@ -97,6 +117,42 @@ class Ledger:
             **record.data,
             "expires_at": record.expires_at,
         }
+
+    async def decision(
+        self,
+        *,
+        task_token: str | None = None,
+        workflow_id: str | None = None,
+        activity_id: str | None = None,
+        run_id: str | None = None,
+    ) -> Decision | None:
+        """Was this activity decided here, how and when (None: not that the ledger knows).
+
+        Name the activity the way its requests name it (a token, or the IDs with or
+        without a run ID): the ledger keeps those apart.
+
+        Raises:
+            EngineUnavailable: The store cannot be reached.
+        """
+        naming = ActivityNaming.from_fields(
+            scope=self.scope,
+            task_token=task_token,
+            workflow_id=workflow_id,
+            activity_id=activity_id,
+            run_id=run_id,
+        )
+        record = await self.store.get(naming.key)
+        if record is None or record.state is not RecordState.COMPLETED:
+            return None
+        data = record.data
+        origin = data.get("origin") or {}
+        return Decision(
+            action=str(data.get("action")),
+            status=str((data.get("outcome") or {}).get("status")),
+            at=str(data.get("at")),
+            trigger=origin.get("trigger"),
+            fingerprint=record.fingerprint,
+        )
 
     async def release(self, key: str) -> None:
         """Drop a claim so that the next try goes on (a failure here only delays that)."""
