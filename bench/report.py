@@ -317,7 +317,44 @@ def markdown(results: dict[str, Any]) -> str:
                 f"({s3['completed']}/{s3['uploads']}) | {s3['uploads_per_s']} | "
                 f"{s3['direct_per_s']} (concurrency 1) | {s3['ratio']}x |"
             )
+    lines += ledger_lines(results.get("ledger"))
     return "\n".join(lines) + "\n"
+
+
+def ledger_lines(ledger: dict[str, Any] | None) -> list[str]:
+    """The completion ledger's cost: warm latency per ledger, store operations per request."""
+    if not ledger:
+        return []
+    latency = ledger["latency"]
+    names = [name for name in latency if name != "added_p50_ms"]
+    lines = [
+        "",
+        f"## Completion ledger (HTTP function, sequential, {latency['none']['n']} completions "
+        "each, ms)",
+        "",
+        "| ledger | p50 | p90 | p99 | p50 added |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        row = latency[name]
+        added = latency["added_p50_ms"].get(name, 0.0)
+        lines.append(f"| {name} | {row['p50']} | {row['p90']} | {row['p99']} | {added} |")
+    lines += [
+        "",
+        "Store operations per request: create = one conditional write (DynamoDB: a refused "
+        "put returns the held item; Firestore: a refused create is followed by one read of "
+        "the held document), get = one read, replace = one write:",
+        "",
+        "| store | first completion | identical repeat | different request (conflict) |",
+        "|---|---|---|---|",
+    ]
+    for name, counted in ledger["operations"].items():
+        cells = [
+            ", ".join(f"{n} {op}" for op, n in counted[case].items()) or "none"
+            for case in ("first", "repeat", "conflict")
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def chart(results: dict[str, Any], path: Path) -> bool:

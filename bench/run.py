@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.support.temporal import connect_when_ready
 
-from bench import cold, http_bench, memory, paths, report
+from bench import cold, http_bench, ledger_bench, memory, paths, report
 from bench.delay_proxy import DelayingProxy
 from bench.harness import (
     HTTP_MAIN,
@@ -42,7 +42,18 @@ from bench.harness import (
 )
 from bench.tokens import make_tokens
 
-PHASES = ("imports", "cold", "http", "naive", "gunicorn", "memory", "pubsub", "s3", "s3batch")
+PHASES = (
+    "imports",
+    "cold",
+    "http",
+    "naive",
+    "gunicorn",
+    "memory",
+    "pubsub",
+    "s3",
+    "s3batch",
+    "ledger",
+)
 # The engine latency the S3 batch phase adds with a delaying proxy (a remote engine).
 S3_BATCH_DELAY_SECONDS = 0.05
 FLOOR_AIO_MAIN = Path(__file__).resolve().parent / "floor_aio" / "main.py"
@@ -66,6 +77,7 @@ class Size:
     s3_memory: tuple[int, ...]
     s3_batch_singles: int = 11
     s3_batches: int = 5
+    ledger: int = 400
 
 
 SIZES = {
@@ -118,6 +130,7 @@ SIZES = {
         s3_memory=(20, 40),
         s3_batch_singles=3,
         s3_batches=1,
+        ledger=40,
     ),
 }
 
@@ -144,6 +157,8 @@ def tokens_needed(size: Size, phases: set[str]) -> int:
         need += 2 * size.s3_uploads
     if "s3batch" in phases:
         need += size.s3_batch_singles + 10 * size.s3_batches
+    if "ledger" in phases:
+        need += 4 * (20 + size.ledger)
     return need
 
 
@@ -391,6 +406,17 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                 )
             results["s3_batch"]["added_engine_latency_ms"] = S3_BATCH_DELAY_SECONDS * 1000
             print(f"  s3 batch {results['s3_batch']}", flush=True)
+
+        if "ledger" in phases:
+            print("== completion ledger", flush=True)
+            with ledger_bench.ledger_services(logs) as variants:
+                results["ledger"] = {
+                    "latency": await ledger_bench.warm_latency(
+                        address, pool.take, logs, variants, count=size.ledger
+                    ),
+                    "operations": await ledger_bench.operations(variants),
+                }
+            print(f"  ledger {results['ledger']}", flush=True)
 
     results["load_average_end"] = load_average()
     results["seconds"] = round(time.monotonic() - started, 1)

@@ -10,6 +10,8 @@ import pytest
 from temporalio.client import Client
 
 from completer.settings import Settings
+from tests.support.firestore import firestore_emulator
+from tests.support.moto_server import FAKE_CREDENTIALS, REGION, moto_server
 from tests.support.temporal import (
     TemporalServer,
     WaitingActivity,
@@ -66,3 +68,50 @@ def new_waiting(temporal_client: Client, task_queue: str) -> Any:
 def settings(temporal_server: TemporalServer) -> Settings:
     """Settings for the Temporal backend with a short deadline, built explicitly per test."""
     return Settings(COMPLETER_BACKEND="temporal", COMPLETER_RPC_TIMEOUT_SECONDS=5)
+
+
+# --- ledger services (docs/ledger.md): the Firestore emulator, DynamoDB on moto -----------
+
+LEDGER_TABLE = "completer-ledger-test"
+LEDGER_COLLECTION = "completer-ledger"
+
+
+@pytest.fixture(scope="session")
+def firestore_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with firestore_emulator(tmp_path_factory.mktemp("firestore")) as host:
+        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        try:
+            yield host
+        finally:
+            if previous is None:
+                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    names = {
+        "AWS_ENDPOINT_URL_DYNAMODB": None,
+        "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+    previous = {name: os.environ.get(name) for name in names}
+    with moto_server() as endpoint:
+        names["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+        os.environ.update({k: v for k, v in names.items() if v is not None})
+        try:
+            from completer.ledger.dynamodb import create_table
+
+            assert create_table(LEDGER_TABLE) is True
+            assert create_table(LEDGER_TABLE) is False  # a second init is harmless
+            yield endpoint
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

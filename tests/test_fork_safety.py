@@ -8,6 +8,7 @@ client, on its own loop, and complete through it: a PID check, no fork hook.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -56,3 +57,49 @@ async def test_forked_worker_makes_its_own_client_and_completes(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "worker exit 0", proc.stdout + proc.stderr
     assert await waiting.handle.result() == "from the worker"
+
+
+LEDGER_PROBE = """
+import asyncio, os, sys, time
+from completer.handlers.worker import WorkerLedger
+from completer.ledger import Record, RecordState
+from completer.settings import Settings
+
+worker = WorkerLedger(Settings(COMPLETER_LEDGER="firestore://(default)/fork-probe"))
+parent = worker.ledger
+# As under gunicorn: the parent builds the ledger's client (checking the configuration) but
+# never calls it; grpcio does not survive a fork once its threads run, so the worker that
+# serves makes its own client and channel.
+pid = os.fork()
+if pid == 0:
+    async def use() -> None:
+        assert worker.ledger is not parent, "the worker reused its parent's ledger"
+        record = Record(key=f"probe-{os.getpid()}", state=RecordState.COMPLETED,
+                        expires_at=int(time.time()) + 3600)
+        assert await worker.ledger.store.create(record) is None
+        assert (await worker.ledger.store.get(record.key)) is not None
+        await worker.close()
+    try:
+        asyncio.run(use())
+    except BaseException as exc:
+        print("worker failed:", type(exc).__name__, exc, flush=True)
+        os._exit(3)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("worker exit", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_forked_worker_makes_its_own_ledger_client(firestore_host: str):
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": firestore_host}
+    env["GOOGLE_CLOUD_PROJECT"] = "completer-test"
+    proc = subprocess.run(
+        [sys.executable, "-c", LEDGER_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "worker exit 0", proc.stdout + proc.stderr

@@ -18,6 +18,8 @@ from completer.errors import (
 )
 from completer.events.gcs import GcsObject
 from completer.handlers.gcs import GcsHandler
+from completer.ledger import Ledger
+from completer.ledger.memory import MemoryStore
 from completer.models import CompletionOutcome, CompletionRequest, Origin, Status
 from completer.settings import Settings
 from completer.storage.gcs import ObjectGone, StorageUnavailable
@@ -121,16 +123,17 @@ async def test_transient_errors_raise_and_dead_letter_nothing(error: CompleterEr
     assert letters.published == []
 
 
-async def test_a_duplicate_of_a_completion_done_here_is_not_dead_lettered():
+async def test_a_redelivered_event_answers_the_ledgers_first_outcome():
     executor = Executor()
     gcs, letters = handler(executor)
+    gcs.executor = Ledger(MemoryStore()).wrap(executor)
     assert await gcs.handle(event()) == "completed"
     executor.error = ActivityNotFound("already completed")
-    assert await gcs.handle(event()) == "activity_not_found"
+    assert await gcs.handle(event()) == "completed"  # replayed: the engine is not asked
     assert letters.published == []
-    # A different completion of the finished activity is worth a dead letter.
+    # A different completion of the finished activity is a conflict, worth a dead letter.
     gcs.reader.content = b'{"other": 1}'  # type: ignore[attr-defined]
-    assert await gcs.handle(event(name="in/b.json")) == "activity_not_found"
+    assert await gcs.handle(event(name="in/b.json")) == "conflict"
     assert len(letters.published) == 1
 
 

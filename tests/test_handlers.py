@@ -200,3 +200,63 @@ async def test_not_found_for_a_message_never_tried_here_is_dead_lettered():
     handler = PubSubHandler(ScriptedEngine(errors.ActivityNotFound("gone")), dead_letters=letters)  # type: ignore[arg-type]
     await handler.handle(push("m-8"))
     assert letters.sent == ["activity_not_found"]
+
+
+# --- Pub/Sub: message IDs and repeats through the ledger ----------------------------------------
+
+
+def ledgered(engine: ScriptedEngine, store: Any = None) -> tuple[PubSubHandler, Any]:
+    from completer.ledger import Ledger
+    from completer.ledger.memory import MemoryStore
+
+    ledger = Ledger(store or MemoryStore(), scope="test")
+    letters = RecordingDeadLetters()
+    handler = PubSubHandler(ledger.wrap(engine), dead_letters=letters, ledger=lambda: ledger)  # type: ignore[arg-type]
+    return handler, letters
+
+
+async def test_a_redelivered_message_id_is_acknowledged_without_being_handled_again():
+    engine = ScriptedEngine(errors.ActivityNotFound("never asked twice"))
+    handler, letters = ledgered(engine)
+    await handler.handle(push("m-9"))  # the refusal is dead-lettered once
+    await handler.handle(push("m-9"))  # the redelivery gets the first answer: acknowledged
+    assert letters.sent == ["activity_not_found"]
+    assert len(engine.origins) == 1
+
+
+async def test_the_same_completion_in_another_message_is_replayed_not_dead_lettered(
+    caplog: pytest.LogCaptureFixture,
+):
+    engine = ScriptedEngine(CompletionOutcome(status=Status.COMPLETED))
+    handler, letters = ledgered(engine)
+    caplog.set_level(logging.INFO, logger="completer.pubsub")
+    await handler.handle(push("m-10"))
+    await handler.handle(push("m-11"))
+    assert letters.sent == []
+    assert len(engine.origins) == 1
+    lines = [r.completer for r in caplog.records if hasattr(r, "completer")]
+    assert [(line["message_id"], line.get("replayed")) for line in lines] == [
+        ("m-10", None),
+        ("m-11", True),
+    ]
+
+
+async def test_an_unreachable_ledger_redelivers_the_message_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+):
+    from completer.ledger.memory import MemoryStore
+
+    class Down(MemoryStore):
+        async def _create(self, record: Any) -> Any:
+            raise OSError("connection refused")
+
+    engine = ScriptedEngine()
+    handler, letters = ledgered(engine, Down())
+    caplog.set_level(logging.INFO, logger="completer.pubsub")
+    with pytest.raises(errors.EngineUnavailable):
+        await handler.handle(push("m-12"))
+    assert (engine.origins, letters.sent) == ([], [])
+    lines = [r.completer for r in caplog.records if hasattr(r, "completer")]
+    assert [(line["outcome"], line["disposition"]) for line in lines] == [
+        ("engine_unavailable", "retry")
+    ]

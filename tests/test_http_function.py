@@ -329,15 +329,19 @@ async def test_unknown_activity_is_404(app: App):
     assert error_of(await app.post(body)) == (404, "activity_not_found")
 
 
-async def test_second_completion_is_409_and_first_result_kept(app: App, activity: WaitingActivity):
-    assert (
-        await app.post({"task_token": activity.token_b64, "result": "first"})
-    ).status_code == 200
-    # The function's ledger (in memory while COMPLETER_LEDGER is unset) knows what was done.
+async def test_a_repeat_is_replayed_and_a_different_completion_is_409(
+    app: App, activity: WaitingActivity
+):
+    first = {"task_token": activity.token_b64, "result": "first"}
+    assert (await app.post(first)).status_code == 200
+    # The ledger (in-process without COMPLETER_LEDGER) answers the first outcome again.
+    again = await app.post(first)
+    assert (again.status_code, again.get_json()) == (
+        200,
+        {"status": "completed", "replayed": True},
+    )
     late = await app.post({"task_token": activity.token_b64, "result": "second"})
     assert error_of(late) == (409, "conflict")
-    again = await app.post({"task_token": activity.token_b64, "result": "first"})
-    assert again.get_json() == {"status": "completed", "replayed": True}
     assert await activity.handle.result() == "first"
 
 
@@ -596,8 +600,9 @@ async def test_log_line_carries_trace_id_outcome_and_fingerprint(
     assert first["activity"].startswith("token:")
     assert len(first["activity"]) == len("token:") + 12
     assert first["engine_ms"] >= 0
-    # The repeats are answered by the function's ledger: the first outcome, replayed.
-    assert [line["outcome"] for line in answered[1:]] == ["completed"] * 2
+    assert [(line["outcome"], line.get("replayed")) for line in answered[1:]] == [
+        ("completed", True)
+    ] * 2
 
 
 async def test_no_token_or_secret_in_logs_on_any_path(
@@ -627,13 +632,14 @@ async def test_no_token_or_secret_in_logs_on_any_path(
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "action": "heartbeat"}),
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "result": 1}),
         await send(app, {"task_token": TOKEN_PLACEHOLDER, "result": 1}),
+        await send(app, {"task_token": TOKEN_PLACEHOLDER, "result": 2}),
     ]
     # One engine client per process: the unreachable-engine "process" comes after.
     down = make_app(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
     statuses.append(
         await send(down, {"task_token": TOKEN_PLACEHOLDER, "result": 1}, sign_with=None)
     )
-    assert statuses == [401, 401, 400, 400, 400, 413, 409, 200, 200, 200, 503]
+    assert statuses == [401, 401, 400, 400, 400, 413, 409, 200, 200, 200, 409, 503]
     logged = no_secrets_in_logs.getvalue()
     assert logged.count("completion request answered") == len(statuses)
     # The guard fixture scans all of it; make sure it has every form to look for.

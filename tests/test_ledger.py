@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,58 +24,12 @@ from completer.ledger import Answer, Ledger, LedgerStore, Record, RecordState
 from completer.ledger.keys import ActivityNaming
 from completer.ledger.memory import MemoryStore
 from completer.models import CompletionOutcome, CompletionRequest, Origin, Status
-from tests.support.firestore import firestore_emulator
-from tests.support.moto_server import FAKE_CREDENTIALS, REGION, moto_server
+from tests.conftest import LEDGER_COLLECTION as COLLECTION
+from tests.conftest import LEDGER_TABLE as TABLE
 from tests.support.services import free_port
 
 STORES = ["memory", "firestore", "dynamodb"]
 TOKEN = "CiQ2N2Y1YWJjZC0xMjM0LTU2NzgtOWFiYy1kZWYwMTIzNDU2NzgSBXdmLTQyGgNhY3Q"
-TABLE = "completer-ledger-test"
-COLLECTION = "completer-ledger"
-
-
-# --- services -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def firestore_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with firestore_emulator(tmp_path_factory.mktemp("firestore")) as host:
-        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host
-        try:
-            yield host
-        finally:
-            if previous is None:
-                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
-
-
-@pytest.fixture(scope="session")
-def dynamodb_endpoint() -> Iterator[str]:
-    names = {
-        "AWS_ENDPOINT_URL_DYNAMODB": None,
-        "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }
-    previous = {name: os.environ.get(name) for name in names}
-    with moto_server() as endpoint:
-        names["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
-        os.environ.update({k: v for k, v in names.items() if v is not None})
-        try:
-            from completer.ledger.dynamodb import create_table
-
-            assert create_table(TABLE) is True
-            assert create_table(TABLE) is False  # a second init is harmless
-            yield endpoint
-        finally:
-            for name, value in previous.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def make_store(kind: str) -> LedgerStore:
@@ -619,3 +573,113 @@ def test_the_factory_imports_only_the_configured_store(monkeypatch: pytest.Monke
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.split() == ["DynamoDBStore", "3600", "False", "True"]
+
+
+# --- signed webhooks' webhook-id across instances ----------------------------------------------
+
+
+def signed(webhook_id: str, body: bytes, *, name: str | None = "partner") -> Any:
+    import hashlib
+
+    from completer.signatures import SignedRequest, SigningKey
+
+    return SignedRequest(
+        webhook_id=webhook_id,
+        timestamp=int(time.time()),
+        key=SigningKey(name=name, key=b"k" * 24),
+        body_digest=hashlib.sha256(body).hexdigest(),
+    )
+
+
+async def test_a_signed_webhook_replayed_on_another_instance_gets_the_first_answer(
+    stores: Stores,
+):
+    from completer.ledger.replays import LedgerReplayStore
+    from completer.signatures import RememberedAnswer, answer_once
+
+    first = LedgerReplayStore(stores.ledger(), tolerance_seconds=300)
+    other_instance = stores.ledger()
+    # A function passes its worker's ledger as a callable (a forked worker makes its own).
+    second = LedgerReplayStore(lambda: other_instance, tolerance_seconds=300)
+    calls = 0
+
+    async def carry_out() -> RememberedAnswer:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.2)
+        return RememberedAnswer(200, {"status": "completed"})
+
+    request = signed("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", b'{"task_token":"x"}')
+    # Both instances at once: one carries it out, the other waits for its answer.
+    (a, a_replayed), (b, b_replayed) = await asyncio.gather(
+        answer_once(first, request, carry_out), answer_once(second, request, carry_out)
+    )
+    assert calls == 1
+    assert sorted([a_replayed, b_replayed]) == [False, True]
+    assert a == b == RememberedAnswer(200, {"status": "completed"})
+    # Later, on the second instance: the first answer, not carried out again.
+    answer, replayed = await answer_once(second, request, carry_out)
+    assert (answer.replayed(), replayed, calls) == (
+        {"status": "completed", "replayed": True},
+        True,
+        1,
+    )
+    # The same id with another body is a conflict on any instance; another secret's
+    # namespace does not meet this one.
+    with pytest.raises(Conflict):
+        await answer_once(first, signed(request.webhook_id, b"{}"), carry_out)
+    other = signed(request.webhook_id, b"{}", name="other-partner")
+    assert (await answer_once(first, other, carry_out))[1] is False
+
+
+async def test_a_transient_signed_answer_is_released_for_the_retry(stores: Stores):
+    from completer.ledger.replays import LedgerReplayStore
+    from completer.signatures import RememberedAnswer, answer_once
+
+    first = LedgerReplayStore(stores.ledger(), tolerance_seconds=300)
+    second = LedgerReplayStore(stores.ledger(), tolerance_seconds=300)
+    request = signed("msg-transient", b"{}")
+    down = RememberedAnswer(503, {"error": {"code": "engine_unavailable"}})
+    assert await answer_once(first, request, _constant(down)) == (down, False)
+    done = RememberedAnswer(200, {"status": "completed"})
+    assert await answer_once(second, request, _constant(done)) == (done, False)
+    assert await answer_once(first, request, _constant(down)) == (done, True)
+
+
+def _constant(answer: Any) -> Any:
+    async def produce() -> Any:
+        return answer
+
+    return produce
+
+
+async def test_an_unreachable_ledger_refuses_a_signed_webhook_before_carrying_it_out():
+    from completer.ledger.replays import LedgerReplayStore
+    from completer.signatures import answer_once
+
+    class Down(MemoryStore):
+        async def _create(self, record: Record) -> Record | None:
+            raise OSError("connection refused")
+
+    store = LedgerReplayStore(Ledger(Down()), tolerance_seconds=300)
+    with pytest.raises(EngineUnavailable):
+        await answer_once(store, signed("msg-down", b"{}"), _constant(None))
+
+
+async def test_decision_says_whether_how_and_when_an_activity_was_decided(stores: Stores):
+    ledger = stores.ledger()
+    executor = ledger.wrap(Engine())
+    assert await ledger.decision(by_token({"approved": True})) is None
+    before = time.time()
+    await executor.execute(by_token({"approved": True}), origin=Origin("http", "msg-1"))
+    # Another instance on the same store sees it.
+    decided = await stores.ledger().decision(by_token({"approved": True}))
+    assert decided is not None
+    assert (decided.status, decided.trigger, decided.source) == ("completed", "http", "msg-1")
+    assert decided.same_request
+    assert before - 1 <= decided.decided_at <= time.time() + 1
+    other = await stores.ledger().decision(by_token({"approved": False}))
+    assert other is not None
+    assert not other.same_request
+    by_ids = CompletionRequest.build({"workflow_id": "wf-42", "activity_id": "act", "result": 1})
+    assert await ledger.decision(by_ids) is None

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,13 @@ async def test_eventarc_cloudevents_over_http(function, waiting: WaitingActivity
         message = body["message"]
     message["attributes"]["task_token"] = waiting.token_b64
     message["data"] = base64.b64encode(f'"{mode}"'.encode()).decode()
+    # Each message its own ID: the ledger acknowledges a message ID it has seen on the topic.
+    message_id = str(uuid.uuid4().int)[:16]
+    message["messageId"] = message["message_id"] = message_id
+    if mode == "structured":
+        body["id"] = message_id
+    else:
+        headers = {**headers, "ce-id": message_id}
     response = await asyncio.to_thread(
         requests.post, function.url, data=json.dumps(body), headers=headers, timeout=30
     )
@@ -345,7 +353,8 @@ async def test_same_completion_published_twice_completes_once(
     [done] = await function.wait_for(first)
     [duplicate] = await function.wait_for(second)
     assert done["outcome"] == "completed"
-    assert (duplicate["outcome"], duplicate["duplicate"]) == ("activity_not_found", True)
+    # The ledger answers the republished completion with its first outcome.
+    assert (duplicate["outcome"], duplicate["replayed"]) == ("completed", True)
     assert "dead_letter_message_id" not in duplicate
     await no_more_deliveries(function, first, seconds=0)
     await no_more_deliveries(function, second, seconds=3)
@@ -363,9 +372,10 @@ async def test_same_completion_delivered_concurrently_completes_once(
 ):
     ids = [publish(emulator, topic, "same", task_token=waiting.token_b64) for _ in range(3)]
     assert await asyncio.wait_for(waiting.handle.result(), 30) == "same"
-    outcomes = sorted([(await function.wait_for(i))[0]["outcome"] for i in ids])
-    assert outcomes.count("completed") == 1
-    assert outcomes.count("activity_not_found") == 2
+    entries = [(await function.wait_for(i))[0] for i in ids]
+    # One engine call; the ledger answers the other two with its outcome (replayed).
+    assert [e["outcome"] for e in entries] == ["completed"] * 3
+    assert sorted(bool(e.get("replayed")) for e in entries) == [False, True, True]
 
 
 async def test_a_different_completion_of_a_finished_activity_is_dead_lettered(
@@ -375,9 +385,11 @@ async def test_a_different_completion_of_a_finished_activity_is_dead_lettered(
     assert await asyncio.wait_for(waiting.handle.result(), 30) == "first"
     late = publish(emulator, topic, "second", task_token=waiting.token_b64)
     [entry] = await function.wait_for(late)
-    assert entry["outcome"] == "activity_not_found"
+    # The ledger knows the first completion: a different one is a conflict, dead-lettered.
+    assert entry["outcome"] == "conflict"
+    assert "already completed" in entry["reason"]
     letter = await dead_letter(emulator, dead_letter_subscription, function.dead_letters, late)
-    assert letter.message.attributes[ATTR_ERROR_CODE] == "activity_not_found"
+    assert letter.message.attributes[ATTR_ERROR_CODE] == "conflict"
     assert await waiting.handle.result() == "first"
 
 

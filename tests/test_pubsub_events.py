@@ -84,6 +84,8 @@ def test_structured_cloudevent_golden():
         message_id="2070443601311540",
         attributes={"task_token": TOKEN, "action": "complete"},
         data=b'{"approved": true}',
+        # Message IDs are unique per topic: the ledger keeps them as <topic>/<id>.
+        channel="//pubsub.googleapis.com/projects/my-project/topics/completions",
     )
     request = message.completion_request()
     assert (request.task_token, request.action, request.result) == (

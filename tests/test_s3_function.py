@@ -8,6 +8,7 @@ SQS messages wrapped in an SQS event (S3 -> SQS -> Lambda), or an EventBridge ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -300,16 +301,9 @@ def etag_of(body: bytes) -> str:
 # --- the real Lambda module -----------------------------------------------------------------
 
 
-@pytest.fixture
-def lambda_main(
-    monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, temporal_server: TemporalServer
-) -> Iterator[Any]:
-    """functions/s3/main.py imported as Lambda would, with the environment set first."""
-    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL_S3": moto_endpoint}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("COMPLETER_BACKEND", "temporal")
-    monkeypatch.setenv("COMPLETER_S3_INLINE_MAX_BYTES", str(INLINE_MAX))
-    monkeypatch.delenv("COMPLETER_RPC_TIMEOUT_SECONDS", raising=False)
+@contextlib.contextmanager
+def lambda_module() -> Iterator[Any]:
+    """functions/s3/main.py imported as one Lambda instance would (the environment set first)."""
     # The module makes the process's one settings object: start from none.
     get_settings.cache_clear()
     completer_logger = logging.getLogger("completer")
@@ -328,6 +322,26 @@ def lambda_main(
         get_settings.cache_clear()
         completer_logger.handlers[:] = saved[0]
         completer_logger.propagate, completer_logger.level = saved[1], saved[2]
+
+
+@pytest.fixture
+def lambda_env(
+    monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, temporal_server: TemporalServer
+) -> pytest.MonkeyPatch:
+    """The Lambda environment of these tests (a test may add to it before importing)."""
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL_S3": moto_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COMPLETER_BACKEND", "temporal")
+    monkeypatch.setenv("COMPLETER_S3_INLINE_MAX_BYTES", str(INLINE_MAX))
+    monkeypatch.delenv("COMPLETER_RPC_TIMEOUT_SECONDS", raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def lambda_main(lambda_env: pytest.MonkeyPatch) -> Iterator[Any]:
+    """functions/s3/main.py imported as Lambda would, with the environment set first."""
+    with lambda_module() as module:
+        yield module
 
 
 # --- completing ----------------------------------------------------------------------------
@@ -966,3 +980,42 @@ def test_wrong_configuration_fails_at_import_with_one_sentence():
     assert code != 0
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("completer.errors.ConfigurationError: COMPLETER_RPC_TIMEOUT_SECONDS")
+
+
+# --- the completion ledger (docs/ledger.md) ----------------------------------------------------
+
+
+async def test_a_notification_delivered_twice_to_two_instances_completes_once(
+    lambda_env: pytest.MonkeyPatch, moto_endpoint: str, bucket: Bucket, waiting: WaitingActivity
+):
+    """S3 (and SQS) deliver at least once: the second delivery, to another instance sharing
+    the DynamoDB ledger, answers the first outcome and dead-letters nothing."""
+    from completer.ledger.dynamodb import create_table
+
+    table = f"ledger-{uuid.uuid4().hex[:8]}"
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name=REGION)
+    create_table(table, client=dynamodb)
+    dead_letters = bucket.sqs.create_queue(QueueName=f"dead-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    lambda_env.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint)
+    lambda_env.setenv("COMPLETER_LEDGER", f"dynamodb://{table}")
+    lambda_env.setenv("COMPLETER_DEAD_LETTER_QUEUE", dead_letters)
+    message = bucket.upload(
+        "incoming/twice.json", b'{"approved": true}', metadata={"task-token": waiting.token_b64}
+    )
+    instances = contextlib.ExitStack()
+    try:
+        first = instances.enter_context(lambda_module())
+        second = instances.enter_context(lambda_module())
+        event = bucket.sqs_event([message])
+        assert await call(first.handler, event) == {"batchItemFailures": []}
+        assert await result_of(waiting) == {"approved": True}
+        # Without the ledger the second delivery would be activity_not_found, dead-lettered.
+        assert await call(second.handler, event) == {"batchItemFailures": []}
+        assert first._ledger.ledger is not second._ledger.ledger
+    finally:
+        # Each instance closes its connections on its own loop, off this running one.
+        await asyncio.to_thread(instances.close)
+    left = bucket.sqs.receive_message(QueueUrl=dead_letters, WaitTimeSeconds=1)
+    assert left.get("Messages", []) == []
+    items = dynamodb.scan(TableName=table)["Items"]
+    assert len(items) == 1  # one completion recorded, by the first instance

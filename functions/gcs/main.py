@@ -18,15 +18,16 @@ from starlette.exceptions import HTTPException
 from completer.deadletter import dead_letter_topic
 from completer.errors import CompleterError, ConfigurationError
 from completer.handlers.gcs import GcsHandler
-from completer.handlers.worker import WorkerClient
+from completer.handlers.worker import build_executor
 from completer.logs import configure_logging
 from completer.settings import get_settings
 from completer.storage.gcs import GcsReader
 
 configure_logging()
 try:
+    executor, _ledger = build_executor(get_settings())
     handler = GcsHandler(
-        WorkerClient(get_settings()),
+        executor,
         settings=get_settings(),
         reader=GcsReader(),
         dead_letters=dead_letter_topic(get_settings()),

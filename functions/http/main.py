@@ -2,9 +2,10 @@
 
 An async function on functions-framework's ASGI face (Starlette under gunicorn's uvicorn
 worker): every request of a worker runs on its one event loop, over its one engine
-connection. The logic is :class:`completer.handlers.http.HttpHandler`; settings are checked at
-import, so a wrong configuration, or nothing guarding the function (docs/security.md), stops
-the instance at start with one sentence.
+connection and its one completion ledger (docs/ledger.md). The logic is
+:class:`completer.handlers.http.HttpHandler`; settings are checked at import, so a wrong
+configuration, or nothing guarding the function (docs/security.md), stops the instance at
+start with one sentence.
 """
 
 from __future__ import annotations
@@ -13,27 +14,26 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from completer.correlation import build_executor
 from completer.errors import ConfigurationError
 from completer.handlers.http import HttpHandler
-from completer.handlers.worker import WorkerClient
-from completer.ledger import create_ledger
+from completer.handlers.worker import build_executor
+from completer.ledger.replays import LedgerReplayStore
 from completer.logs import configure_logging
 from completer.settings import get_settings, require_http_guard
-from completer.signatures import MemoryReplayStore
 
 configure_logging()
 try:
     settings = get_settings()
     require_http_guard(settings)
-    # One ledger (in memory, per instance, while COMPLETER_LEDGER is unset): the chain
-    # keys -> ledger -> engine records in it, and a link's page asks it what was decided.
-    ledger = create_ledger(settings)
-    replays = MemoryReplayStore(tolerance_seconds=settings.signature_tolerance_seconds)
+    # One ledger per worker process: the executor records in it, signed webhooks' ids are
+    # remembered in it, and a link's page asks it what was decided.
+    executor, ledger = build_executor(settings)
     handler = HttpHandler(
-        build_executor(settings, WorkerClient(settings), ledger=ledger),
+        executor,
         settings=settings,
-        replays=replays,
+        replays=LedgerReplayStore(
+            lambda: ledger.ledger, tolerance_seconds=settings.signature_tolerance_seconds
+        ),
         decisions=ledger,
     )
 except ConfigurationError as exc:

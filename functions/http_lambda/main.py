@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from completer.client import CompletionClient
 from completer.errors import ConfigurationError
 from completer.handlers.http import HttpHandler
 from completer.handlers.lambda_http import LambdaHttp
+from completer.handlers.startup import connect_during_init
+from completer.handlers.worker import build_executor
+from completer.ledger.replays import LedgerReplayStore
 from completer.logs import configure_logging
 from completer.secrets import load_secret_environment
 from completer.settings import get_settings, require_http_guard
-from completer.signatures import MemoryReplayStore
 
 configure_logging()
 try:
@@ -28,12 +29,17 @@ try:
     load_secret_environment()
     settings = get_settings()
     require_http_guard(settings)
-    replays = MemoryReplayStore(tolerance_seconds=settings.signature_tolerance_seconds)
-    client = CompletionClient.create(settings)
-    _http = LambdaHttp(HttpHandler(client, settings=settings, replays=replays))
+    # The completion ledger (COMPLETER_LEDGER=dynamodb://<table>; docs/ledger.md): replays,
+    # signed webhooks' ids and the approval pages' decisions across instances.
+    executor, ledger = build_executor(settings)
+    replays = LedgerReplayStore(
+        lambda: ledger.ledger, tolerance_seconds=settings.signature_tolerance_seconds
+    )
+    _http = LambdaHttp(HttpHandler(executor, settings=settings, replays=replays, decisions=ledger))
 except ConfigurationError as exc:
     raise SystemExit(f"activity-completer: {exc}") from None
 _loop = asyncio.new_event_loop()
+connect_during_init(executor.engine, _loop)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

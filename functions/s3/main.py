@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from completer.client import CompletionClient
 from completer.deadletter import dead_letter_queue
 from completer.handlers.s3 import S3Handler
 from completer.handlers.startup import connect_during_init
+from completer.handlers.worker import build_executor
 from completer.logs import configure_logging
 from completer.secrets import load_secret_environment
 from completer.settings import get_settings
@@ -24,9 +24,11 @@ configure_logging()
 # Terraform passes secrets as <NAME>_SECRET_ARN: resolve them before the settings are read.
 load_secret_environment()
 _loop = asyncio.new_event_loop()
-_client = CompletionClient.create(get_settings())
-connect_during_init(_client, _loop)
-_s3 = S3Handler(_client, settings=get_settings(), dead_letters=dead_letter_queue(get_settings()))
+# The completion ledger (COMPLETER_LEDGER=dynamodb://<table>; docs/ledger.md) answers a
+# notification delivered twice with its first outcome instead of activity_not_found.
+_executor, _ledger = build_executor(get_settings())
+connect_during_init(_executor.engine, _loop)
+_s3 = S3Handler(_executor, settings=get_settings(), dead_letters=dead_letter_queue(get_settings()))
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:

@@ -1046,9 +1046,10 @@ def _port_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "http": "HTTP function",
         "pubsub": "Pub/Sub function",
         "emulator": "Pub/Sub emulator",
-        "s3": "moto (S3 and SQS)",
+        "s3": "moto (S3, SQS and the ledger's DynamoDB)",
         "gcs": "Cloud Storage function",
         "storage": "Cloud Storage emulator",
+        "firestore": "Firestore emulator (the ledger)",
     }
     for name in reversed(list(DEFAULT_PORTS)):
         func = click.option(

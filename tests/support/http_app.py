@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 
-from completer.handlers.worker import WorkerClient
+from completer.handlers.worker import WorkerClient, WorkerExecutor
 from completer.logs import JsonFormatter
 from completer.settings import get_settings
 
@@ -79,7 +79,7 @@ class FunctionApps:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, temporal_address: str) -> None:
         self.monkeypatch = monkeypatch
         self.temporal_address = temporal_address
-        self.engines: list[WorkerClient] = []
+        self.executors: list[WorkerExecutor] = []
 
     def build(self, **env: str) -> tuple[Any, WorkerClient]:
         """The app functions-framework makes with these environment variables, and its engine."""
@@ -98,14 +98,15 @@ class FunctionApps:
         get_settings.cache_clear()
         app = create_app(target="complete", source=SOURCE)
         # functions-framework loads the source as the module "main"; its handler's executor
-        # (the ledger's, around it) is this "process's" engine client.
+        # is this "process's" engine client behind its ledger (in-process when unset).
         executor = sys.modules["main"].handler.executor
-        engine = getattr(executor, "inner", executor)
+        assert isinstance(executor, WorkerExecutor)
+        engine = executor.client
         assert isinstance(engine, WorkerClient)
-        self.engines.append(engine)
+        self.executors.append(executor)
         return app, engine
 
     async def close(self) -> None:
-        for engine in self.engines:
-            await engine.close()
+        for executor in self.executors:
+            await executor.close()
         get_settings.cache_clear()

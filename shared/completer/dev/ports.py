@@ -15,6 +15,7 @@ DEFAULT_PORTS = {
     "s3": 5000,
     "gcs": 8082,
     "storage": 9023,
+    "firestore": 8086,
 }
 
 
@@ -30,3 +31,4 @@ class Ports:
     s3: int | None = None
     gcs: int | None = None
     storage: int | None = None
+    firestore: int | None = None

@@ -10,10 +10,12 @@
 - gcp-storage-emulator with a bucket, the Cloud Storage function (functions-framework), and a
   poller in Eventarc's place (no local Eventarc exists): every finished upload becomes the
   ``object.v1.finalized`` CloudEvent Eventarc would send (:mod:`completer.dev.gcs_events`);
+- the completion ledger on real services (:mod:`completer.dev.ledger`): the Firestore
+  emulator for the HTTP and Pub/Sub functions, DynamoDB on moto for the S3 Lambda;
 - a Temporal worker running :class:`~completer.dev.sample.SampleWorkflow`, in this process.
 
-A missing Pub/Sub emulator, moto or Cloud Storage emulator is reported and the rest runs
-without it.
+A missing Pub/Sub, Firestore or Cloud Storage emulator, or moto, is reported and the rest runs
+without it (without the Firestore emulator the GCP functions keep an in-process ledger each).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from completer.dev import ledger as dev_ledger
 from completer.dev.ports import DEFAULT_PORTS, Ports
 from completer.dev.processes import HOST, Children, ServiceFailed, wait_for_port
 from completer.dev.sample import SampleActivities, SampleWorkflow, Waiting
@@ -139,6 +142,8 @@ class Endpoints:
     gcs_emulator: str | None = None
     gcs_function: str | None = None
     gcs_missing: str = ""
+    firestore_emulator: str | None = None
+    ledger_missing: str = ""
 
     @property
     def topic(self) -> str:
@@ -186,6 +191,16 @@ class Endpoints:
             )
         else:
             lines.append(f"  GCS function      not started: {self.gcs_missing}")
+        if self.firestore_emulator:
+            lines.append(
+                f"  Ledger            Firestore emulator at {self.firestore_emulator} "
+                f"(HTTP, Pub/Sub); DynamoDB table {dev_ledger.LEDGER_TABLE} on moto (S3)"
+            )
+        else:
+            lines.append(
+                f"  Ledger            in-process per function ({self.ledger_missing}); "
+                "DynamoDB on moto for S3"
+            )
         lines.append(f"  Logs              {self.logs}")
         return lines
 
@@ -403,6 +418,7 @@ class Stack:
                 f"{sys.executable}: run `make install`."
             )
         emulator_lookup = asyncio.create_task(asyncio.to_thread(find_pubsub_emulator))
+        ledger_lookup = asyncio.create_task(asyncio.to_thread(dev_ledger.find_firestore_emulator))
         waits: list[Any] = []
         temporal_argv = [
             temporal, "server", "start-dev", "--ip", HOST,
@@ -412,6 +428,19 @@ class Stack:
         ]  # fmt: skip
         server = children.start("temporal", temporal_argv, env=base_env)
         waits.append(wait_for_port(ports["temporal"], server))
+        # The GCP functions' ledger: started before them, so that they share it from the start.
+        firestore_binary, why_not = await ledger_lookup
+        if firestore_binary is None:
+            endpoints.ledger_missing = why_not
+        else:
+            firestore = children.start(
+                "firestore-emulator",
+                dev_ledger.firestore_argv(firestore_binary, HOST, ports["firestore"]),
+                env=base_env,
+            )
+            endpoints.firestore_emulator = f"{HOST}:{ports['firestore']}"
+            base_env.update(dev_ledger.firestore_env(endpoints.firestore_emulator, PUBSUB_PROJECT))
+            waits.append(wait_for_port(ports["firestore"], firestore, within=120))
         http_argv = [
             framework, "--source", str(REPO / "functions" / "http" / "main.py"),
             "--target", "complete", "--host", HOST, "--port", str(ports["http"]),
@@ -482,6 +511,7 @@ class Stack:
             )
         if endpoints.s3:
             queue_url = await asyncio.to_thread(_configure_s3, endpoints.s3)
+            await asyncio.to_thread(dev_ledger.create_table, endpoints.s3, AWS_LOCAL)
             poller_argv = [
                 sys.executable, "-m", "completer.dev.s3_poller", "--queue-url", queue_url,
                 "--handler", str(REPO / "functions" / "s3" / "main.py"),
@@ -494,6 +524,7 @@ class Stack:
                     **AWS_LOCAL,
                     "AWS_ENDPOINT_URL_S3": endpoints.s3,
                     "AWS_ENDPOINT_URL_SQS": endpoints.s3,
+                    **dev_ledger.dynamodb_env(endpoints.s3),
                 },
                 cwd=REPO,
             )

@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from completer.errors import InvalidRequest
@@ -45,6 +45,10 @@ MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 # CloudEvent context attributes (CloudEvents spec 1.0).
 CE_TYPE = "type"
 CE_ID = "id"
+# Eventarc's source is the topic: //pubsub.googleapis.com/projects/<p>/topics/<t>.
+CE_SOURCE = "source"
+# Topic and subscription names are at most 255 characters plus their project path.
+MAX_CHANNEL_CHARS = 512
 # CloudEvents HTTP binding: binary mode puts the attributes in ce-* headers; structured mode
 # sends the whole event with this media type.
 CE_BINARY_HEADER = "ce-specversion"
@@ -53,6 +57,7 @@ CE_STRUCTURED_MEDIA_TYPE = "application/cloudevents+json"
 # MessagePublishedData (googleapis/google-cloudevents, google/events/cloud/pubsub/v1/data.proto):
 # the CloudEvent data; a raw push request body has the same shape.
 DATA_MESSAGE = "message"
+DATA_SUBSCRIPTION = "subscription"
 # PubsubMessage fields in their JSON form (google/pubsub/v1/pubsub.proto); push requests
 # carry both the camelCase and the snake_case spelling of the id.
 MESSAGE_DATA = "data"
@@ -102,12 +107,15 @@ class PubSubMessage:
         attributes: The message's attributes, as published.
         data: The message's data, base64-decoded (the raw text when it was not base64).
         problem: Why the event is not a usable Pub/Sub message, or None.
+        channel: Where message IDs are unique: the topic (an Eventarc event's ``source``)
+            or, for a raw push request, its subscription; "" when neither is known.
     """
 
     message_id: str
     attributes: Mapping[str, str] = field(default_factory=dict)
     data: bytes = b""
     problem: str | None = None
+    channel: str = ""
 
     @property
     def form(self) -> str:
@@ -219,7 +227,11 @@ def event_from_http(headers: Mapping[str, str], body: bytes) -> CloudEventLike:
     message_id = ""
     if isinstance(message, Mapping):
         message_id = next((str(message[n]) for n in MESSAGE_ID_FIELDS if message.get(n)), "")
-    return PushRequest(data=data, attributes={CE_TYPE: MESSAGE_PUBLISHED, CE_ID: message_id})
+    subscription = data.get(DATA_SUBSCRIPTION) if isinstance(data, Mapping) else None
+    attributes = {CE_TYPE: MESSAGE_PUBLISHED, CE_ID: message_id}
+    if isinstance(subscription, str):
+        attributes[CE_SOURCE] = subscription
+    return PushRequest(data=data, attributes=attributes)
 
 
 def read_message(event: CloudEventLike) -> PubSubMessage:
@@ -228,6 +240,12 @@ def read_message(event: CloudEventLike) -> PubSubMessage:
     Never raises: an event that is not a usable message comes back with ``problem`` set,
     and :meth:`PubSubMessage.completion_request` refuses it.
     """
+    source = event.get(CE_SOURCE)
+    channel = source[:MAX_CHANNEL_CHARS] if isinstance(source, str) else ""
+    return replace(_read_message(event), channel=channel)
+
+
+def _read_message(event: CloudEventLike) -> PubSubMessage:
     event_id = str(event.get(CE_ID) or "")
     event_type = event.get(CE_TYPE)
     if event_type is not None and event_type != MESSAGE_PUBLISHED:

@@ -2,7 +2,8 @@
 
 ::
 
-    outcome (success)                       -> ACKNOWLEDGE
+    outcome (success, or the ledger's first
+        outcome of a repeat: "replayed")    -> ACKNOWLEDGE
     TransientError (engine down, timeout,
         storage unavailable, internal)      -> RETRY        (raise, batchItemFailure, 5xx)
     activity_not_found after this instance
@@ -52,12 +53,14 @@ class Verdict:
         outcome: The success status or the error code, as logged and answered.
         error: The public error, None on success.
         duplicate: True when a not-found is recognised as a repeat of this instance's own work.
+        replayed: True when the completion ledger answered a repeat with its first outcome.
     """
 
     disposition: Disposition
     outcome: str
     error: CompleterError | None = None
     duplicate: bool = False
+    replayed: bool = False
 
     @property
     def log_level(self) -> int:
@@ -82,7 +85,8 @@ def judge(result: CompletionOutcome | BaseException, *, done_before: bool = Fals
         exception becomes :class:`~completer.errors.InternalError`), None on success.
     """
     if not isinstance(result, BaseException):
-        return Verdict(Disposition.ACKNOWLEDGE, result.status.value)
+        # A replayed outcome is the first one's success, whatever trigger repeats it.
+        return Verdict(Disposition.ACKNOWLEDGE, result.status.value, replayed=result.replayed)
     if isinstance(result, CompleterError):
         error = result
     else:
@@ -115,6 +119,8 @@ def log_verdict(
         line["disposition"] = verdict.disposition.value
     if verdict.duplicate:
         line["duplicate"] = True
+    if verdict.replayed:
+        line["replayed"] = True
     if verdict.error is not None:
         # Our errors' messages never quote the input (an unexpected one gets a fixed sentence).
         line["reason"] = verdict.error.message

@@ -65,7 +65,8 @@ class GcsHandler:
     """Completes activities from Cloud Storage finalized events.
 
     Args:
-        executor: Carries out the completion requests.
+        executor: Carries out the completion requests; the function's is ledger-backed,
+            so a redelivered event answers its first outcome (``replayed``).
         settings: The inline limit and the engine's payload limit.
         reader: Reads object generations.
         dead_letters: Where permanent failures are published; None: logged only.
@@ -83,6 +84,8 @@ class GcsHandler:
         self.settings = settings
         self.reader = reader
         self.dead_letters = dead_letters
+        # A redelivery after a timed-out call (outcome unknown, which the ledger does not
+        # record) that finds the activity finished was this instance's own completion.
         self.recent = RecentCompletions()
 
     async def handle(self, event: CloudEventLike) -> str:

@@ -23,34 +23,41 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from completer.errors import CompleterError, EngineTimeout, MethodNotAllowed, PayloadTooLarge
-from completer.events.pubsub import CloudEventLike, event_from_http, read_message
+from completer.events.pubsub import CloudEventLike, PubSubMessage, event_from_http, read_message
 from completer.handlers.disposition import Disposition, Verdict, judge, log_verdict
 from completer.handlers.exchange import HttpAnswer, HttpRequest
+from completer.ledger.deliveries import Answer
 from completer.models import CompletionRequest, Origin
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.requests import Request
     from starlette.responses import Response
 
     from completer.deadletter import DeadLetterTopic
     from completer.executor import Executor
+    from completer.ledger import Ledger
     from completer.models import CompletionOutcome
 
-__all__ = ["PubSubHandler", "RecentCompletions"]
+__all__ = ["DELIVERY_KIND", "PubSubHandler", "RecentCompletions"]
 
 logger = logging.getLogger("completer.pubsub")
+
+DELIVERY_KIND = "pubsub"
+"""The ledger's delivery kind of Pub/Sub message IDs (kept as ``<topic>/<message id>``)."""
 
 # A push body is the message (at most 10 MB, base64 in JSON) plus its envelope.
 MAX_PUSH_BODY_BYTES = 16 * 1024 * 1024
 
 
 class RecentCompletions:
-    """Completions this instance carried out (or timed out on) lately, to spot a duplicate.
+    """Completions this instance timed out on lately, to spot a duplicate of an unknown outcome.
 
-    A redelivered or republished completion finds its activity already finished and the
-    engine answers ``activity_not_found``; when this instance did that very completion, or
-    its earlier attempt ended with an unknown outcome, it is a duplicate (acknowledge
-    quietly), otherwise it is worth a dead letter.
+    The ledger answers a repeat of a carried-out completion (``replayed``, on any instance).
+    An attempt that timed out left no record, yet may have completed the activity: its
+    redelivery then hears ``activity_not_found``, which is a duplicate when this instance
+    made that attempt (acknowledge quietly), otherwise worth a dead letter.
     """
 
     def __init__(self, *, capacity: int = 10_000) -> None:
@@ -83,19 +90,61 @@ class RecentCompletions:
 class PubSubHandler:
     """Carries out the completion of each Pub/Sub message (one log line per delivery)."""
 
-    def __init__(self, executor: Executor, *, dead_letters: DeadLetterTopic | None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        dead_letters: DeadLetterTopic | None,
+        ledger: Ledger | Callable[[], Ledger] | None = None,
+    ) -> None:
+        """Bind the executor, the dead-letter topic and the ledger.
+
+        Args:
+            executor: Carries out the completions (the functions' is ledger-backed).
+            dead_letters: Where permanent failures are republished; None: logged only.
+            ledger: Where message IDs are kept, so that a redelivery to any instance is
+                acknowledged without being handled again; None: not kept.
+        """
         self.executor = executor
         self.dead_letters = dead_letters
         self.recent = RecentCompletions()
+        self._ledger = ledger
 
     async def handle(self, event: CloudEventLike) -> None:
-        """Carry out the completion one message asks for.
+        """Carry out the completion one message asks for, once per message ID.
 
         Raises:
-            CompleterError: A transient error, or a dead letter that could not be published:
-                Pub/Sub redelivers the message.
+            CompleterError: A transient error (the ledger's too), or a dead letter that
+                could not be published: Pub/Sub redelivers the message.
         """
         message = read_message(event)
+        ledger = self._ledger() if callable(self._ledger) else self._ledger
+        if ledger is None or not message.message_id:
+            return await self._handle(message)
+        delivery_id = f"{message.channel}/{message.message_id}"
+
+        handled = False
+
+        async def produce() -> Answer:
+            nonlocal handled
+            handled = True
+            await self._handle(message)
+            return Answer(200, {"status": "acknowledged"})
+
+        fields: dict[str, Any] = {"message_id": message.message_id, "form": message.form}
+        try:
+            _, replayed = await ledger.deliveries.once(delivery_id, produce, kind=DELIVERY_KIND)
+        except CompleterError as exc:
+            if not handled:
+                # The ledger failed before the message was looked at: its one log line.
+                log_verdict(logger, _MESSAGES[Disposition.RETRY], judge(exc), fields)
+            raise
+        if replayed:
+            seen = Verdict(Disposition.ACKNOWLEDGE, "acknowledged", duplicate=True)
+            log_verdict(logger, "duplicate delivery acknowledged", seen, fields)
+        return None
+
+    async def _handle(self, message: PubSubMessage) -> None:
         request: CompletionRequest | None = None
         fields: dict[str, Any] = {"message_id": message.message_id, "form": message.form}
         result: CompletionOutcome | BaseException
@@ -108,9 +157,7 @@ class PubSubHandler:
             result = exc
         fields.setdefault("activity", message.describe_activity())
         verdict = judge(result, done_before=request is not None and request in self.recent)
-        if request is not None and (
-            verdict.error is None or isinstance(verdict.error, EngineTimeout)
-        ):
+        if request is not None and isinstance(verdict.error, EngineTimeout):
             self.recent.remember(request)
         if verdict.disposition is Disposition.DEAD_LETTER and self.dead_letters is not None:
             assert verdict.error is not None
