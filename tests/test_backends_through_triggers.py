@@ -36,7 +36,7 @@ DOMAIN = "orders"
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPLETER_", "CADENCE_"))}
-    env.update(COMPLETER_RPC_TIMEOUT_SECONDS="5", COMPLETER_ALLOW_UNSIGNED="true", **extra)
+    env.update({"COMPLETER_RPC_TIMEOUT_SECONDS": "5", "COMPLETER_ALLOW_UNSIGNED": "true", **extra})
     return env
 
 

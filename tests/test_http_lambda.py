@@ -196,7 +196,9 @@ async def test_function_url_and_http_api_events_on_temporal(
     assert page["statusCode"] == 200
     assert page["headers"]["Content-Type"] == "text/html; charset=utf-8"
     assert "<form" in page["body"]
-    assert posted["statusCode"] == 200, posted["body"][:500]
+    # Post/Redirect/Get: the choice answers 303 to its receipt (docs/approval-pages.md).
+    assert posted["statusCode"] == 303, posted["body"][:500]
+    assert "receipt=" in posted["headers"]["Location"]
     assert assert_json_answer(answers[6], 200) == {"status": "completed", "replayed": True}
     refused = assert_json_answer(answers[7], 405)
     assert refused["error"]["code"] == "method_not_allowed"

@@ -32,7 +32,14 @@ KINDS = ["firestore", "dynamodb"]
 
 
 def ledger_env(kind: str, service: str) -> dict[str, str]:
-    """What a function needs to reach the shared ledger of ``kind`` at ``service``."""
+    """What a function needs to reach the shared ledger of ``kind`` at ``service``.
+
+    The HTTP functions here take unsigned JSON, as behind IAM (COMPLETER_ALLOW_UNSIGNED).
+    """
+    return {"COMPLETER_ALLOW_UNSIGNED": "true", **_store_env(kind, service)}
+
+
+def _store_env(kind: str, service: str) -> dict[str, str]:
     if kind == "firestore":
         return {
             "COMPLETER_LEDGER": f"firestore://(default)/{LEDGER_COLLECTION}",

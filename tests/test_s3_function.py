@@ -1004,8 +1004,9 @@ async def test_a_notification_delivered_twice_to_two_instances_completes_once(
     )
     instances = contextlib.ExitStack()
     try:
-        first = instances.enter_context(lambda_module())
-        second = instances.enter_context(lambda_module())
+        # Each import connects on its own loop (Lambda's init phase), off this running one.
+        first = await asyncio.to_thread(instances.enter_context, lambda_module())
+        second = await asyncio.to_thread(instances.enter_context, lambda_module())
         event = bucket.sqs_event([message])
         assert await call(first.handler, event) == {"batchItemFailures": []}
         assert await result_of(waiting) == {"approved": True}
