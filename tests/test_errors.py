@@ -1,4 +1,4 @@
-"""The error tree of CONTRACT §3 and the Temporal error table, without a server."""
+"""The error tree (docs/contract.md, Outcomes) and the Temporal error table, without a server."""
 
 from __future__ import annotations
 

@@ -225,7 +225,7 @@ def _run(fields: dict[str, Any]) -> None:
 
 def _exit_now(status: int) -> NoReturn:
     # temporalio's Rust core threads can call into Python while the interpreter finalizes
-    # and abort it (SIGABRT/SIGSEGV after a failed connect, RELIABILITY.md); the answer is
+    # and abort it (SIGABRT/SIGSEGV after a failed connect, temporalio 1.35); the answer is
     # printed and the client closed, so leave without finalizing.
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,6 +1,6 @@
 """The errors a completion can end in, one class per public error code.
 
-Every trigger maps these the same way (CONTRACT §3): an HTTP status for the HTTP
+Every trigger maps these the same way (docs/contract.md, Outcomes): an HTTP status for the HTTP
 function, and for queue and upload triggers whether the event is redelivered
 (transient) or acknowledged and dead-lettered (permanent)::
 
@@ -52,7 +52,7 @@ class CompleterError(Exception):
     """Base of every error a completion can end in.
 
     Attributes:
-        code: The public error code of CONTRACT §3.
+        code: The public error code (docs/contract.md, Outcomes).
         http_status: The HTTP status the HTTP function answers with.
         transient: True when the event should be redelivered.
         message: A sentence a person can act on; never contains a token or secret.

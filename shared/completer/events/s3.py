@@ -1,4 +1,4 @@
-"""S3 uploads -> completion requests (CONTRACT §6).
+"""S3 uploads -> completion requests (docs/triggers/s3.md).
 
 One handler takes three event shapes, every record of each:
 
@@ -136,7 +136,7 @@ class StoredObject:
         return is_json_object(self.content_type, self.key)
 
     def reference(self) -> dict[str, Any]:
-        """The result for an object that is not passed inline (CONTRACT §6)."""
+        """The result for an object that is not passed inline (docs/triggers/s3.md)."""
         return {
             "uri": self.uri,
             "bucket": self.bucket,
