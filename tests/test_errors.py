@@ -29,12 +29,7 @@ def test_each_code_knows_its_status_and_retry(cls, code, status, transient):
     err = cls("a sentence")
     assert (err.code, err.http_status, err.transient) == (code, status, transient)
     assert err.to_dict() == {"error": {"code": code, "message": "a sentence"}}
-    assert errors.error_for_code(code) is cls
     assert isinstance(err, errors.CompleterError)
-
-
-def test_unknown_code_is_internal():
-    assert errors.error_for_code("nope") is errors.InternalError
 
 
 def test_retry_after_on_unavailable():

@@ -44,7 +44,6 @@ __all__ = [
     "TransientError",
     "Unauthorized",
     "UnsupportedMediaType",
-    "error_for_code",
 ]
 
 
@@ -162,26 +161,3 @@ class UnsupportedMediaType(RequestRejected):
 
 class ConfigurationError(Exception):
     """A setting is wrong; raised at start with one sentence naming the variable."""
-
-
-_BY_CODE: dict[str, type[CompleterError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidRequest,
-        Forbidden,
-        PayloadTooLarge,
-        ActivityNotFound,
-        Conflict,
-        EngineUnavailable,
-        EngineTimeout,
-        InternalError,
-        Unauthorized,
-        MethodNotAllowed,
-        UnsupportedMediaType,
-    )
-}
-
-
-def error_for_code(code: str) -> type[CompleterError]:
-    """The error class of a public error code (``internal`` for an unknown one)."""
-    return _BY_CODE.get(code, InternalError)

@@ -68,13 +68,6 @@ class Status(StrEnum):
     """Named by a correlation key nobody registered yet: kept until it is (HTTP 202)."""
 
 
-STATUS_OF_ACTION: dict[Action, Status] = {
-    Action.COMPLETE: Status.COMPLETED,
-    Action.FAIL: Status.FAILED,
-    Action.HEARTBEAT: Status.HEARTBEAT_RECORDED,
-    Action.CANCEL: Status.CANCELLED,
-}
-
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, validate_by_name=True)
 
 
