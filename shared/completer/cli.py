@@ -1088,6 +1088,9 @@ def dev(**ports: int | None) -> None:
     """
     import asyncio
 
+    from completer.dev.checkout import require_checkout
+
+    require_checkout()
     from completer.dev.run import run_dev
 
     sys.exit(asyncio.run(run_dev(_ports(ports))))
@@ -1109,6 +1112,9 @@ def demo(**ports: int | None) -> None:
     """
     import asyncio
 
+    from completer.dev.checkout import require_checkout
+
+    require_checkout()
     from completer.dev.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(_ports(ports))))
