@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -59,15 +60,22 @@ TARGET_ENVIRONMENT = {
     "os_name": "posix",
 }
 
-# Library packages every function needs (completer.models/settings).
-CORE = ("pydantic", "pydantic-settings")
-# What each COMPLETER_BACKEND imports (completer.backends registry).
-BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {
-    "temporal": ("temporalio",),
-    "cadence": ("cadence-python-client",),
-    "stepfunctions": ("boto3",),
-}
-ALL_BACKENDS = tuple(BACKEND_PACKAGES)
+# What each artefact installs comes from pyproject.toml, declared once: the core dependencies,
+# each engine's extra (COMPLETER_BACKEND=<name> needs the extra <name>), and the function's
+# trigger and ledger extras.
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+ALL_BACKENDS = ("temporal", "cadence", "stepfunctions")
+
+
+def _names(requirements: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(Requirement(r).name for r in requirements))
+
+
+def extra_packages(*extras: str) -> tuple[str, ...]:
+    """The core packages and those of ``extras``, names only, in the order declared."""
+    optional = PYPROJECT["optional-dependencies"]
+    return _names([*PYPROJECT["dependencies"], *(r for e in extras for r in optional[e])])
+
 
 # Botocore service models kept in the Lambda: S3 (read the object), Step Functions (the
 # backend), Secrets Manager (completer.secrets), STS (role-chaining credential providers).
@@ -93,68 +101,25 @@ class Artefact:
 
 
 def gcp_artefacts(backends: Sequence[str]) -> list[Artefact]:
-    """The Cloud Functions source archives."""
-    engines = tuple(p for b in backends for p in BACKEND_PACKAGES[b])
+    """The Cloud Functions source archives (the ledger on Firestore)."""
     return [
         Artefact(
-            name="gcp-http",
-            function="http",
-            # standardwebhooks: signatures; cryptography: completion links (completer.links);
-            # google-cloud-firestore: the completion ledger (completer.ledger.firestore).
-            # jinja2 + babel: the approval pages (completer.pages).
-            # jmespath: callback URLs' select and fail_when (completer.callbacks).
-            packages=(
-                *CORE,
-                *engines,
-                "functions-framework",
-                "standardwebhooks",
-                "cryptography",
-                "google-cloud-firestore",
-                "jinja2",
-                "babel",
-                "jmespath",
-            ),
+            name=f"gcp-{trigger}",
+            function=trigger,
+            packages=extra_packages(*backends, trigger, "ledger-firestore"),
             platform="gcp",
-        ),
-        Artefact(
-            name="gcp-pubsub",
-            function="pubsub",
-            # google-cloud-pubsub: republishing to the dead-letter topic (completer.deadletter).
-            packages=(
-                *CORE,
-                *engines,
-                "functions-framework",
-                "google-cloud-pubsub",
-                "google-cloud-firestore",
-            ),
-            platform="gcp",
-        ),
-        Artefact(
-            name="gcp-gcs",
-            function="gcs",
-            # google-cloud-storage: reading the object (completer.storage.gcs);
-            # google-cloud-pubsub: dead letters (completer.deadletter).
-            packages=(
-                *CORE,
-                *engines,
-                "functions-framework",
-                "google-cloud-storage",
-                "google-cloud-pubsub",
-            ),
-            platform="gcp",
-        ),
+        )
+        for trigger in ("http", "pubsub", "gcs")
     ]
 
 
 def aws_artefacts(backends: Sequence[str]) -> list[Artefact]:
-    """The Lambda packages; boto3 is always there (S3, Secrets Manager)."""
-    engines = tuple(p for b in backends for p in BACKEND_PACKAGES[b])
+    """The Lambda packages (the ledger on DynamoDB)."""
     return [
         Artefact(
             name="aws-s3",
             function="s3",
-            # aws-lambda-powertools: event data classes and batch handling (completer.events.s3).
-            packages=tuple(dict.fromkeys((*CORE, *engines, "boto3", "aws-lambda-powertools"))),
+            packages=extra_packages(*backends, "s3", "ledger-dynamodb"),
             platform="aws",
         ),
         Artefact(
@@ -163,21 +128,7 @@ def aws_artefacts(backends: Sequence[str]) -> list[Artefact]:
             # SNS: the AWS example's approval notifier (completer.activity) runs from this
             # package too and publishes the links to a topic.
             botocore_services=(*LAMBDA_BOTOCORE_SERVICES, "sns"),
-            # aws-lambda-powertools: the payload 2.0 event class (completer.handlers.lambda_http);
-            # cryptography: completion links; jinja2 + babel: the approval pages.
-            packages=tuple(
-                dict.fromkeys(
-                    (
-                        *CORE,
-                        *engines,
-                        "boto3",
-                        "aws-lambda-powertools",
-                        "cryptography",
-                        "jinja2",
-                        "babel",
-                    )
-                )
-            ),
+            packages=extra_packages(*backends, "http-lambda", "ledger-dynamodb"),
             platform="aws",
         ),
     ]

@@ -1,7 +1,7 @@
 """The ``completer`` console script, run as a real process against a real Temporal dev server.
 
 Every run must end on its own with the expected status (never hang, never abort at exit:
-RELIABILITY.md), and never print the raw task token in its output.
+seen with temporalio 1.35), and never print the raw task token in its output.
 """
 
 from __future__ import annotations

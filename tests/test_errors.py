@@ -1,4 +1,4 @@
-"""The error tree of CONTRACT §3 and the Temporal error table, without a server."""
+"""The error tree (docs/contract.md, Outcomes) and the Temporal error table, without a server."""
 
 from __future__ import annotations
 
@@ -29,12 +29,7 @@ def test_each_code_knows_its_status_and_retry(cls, code, status, transient):
     err = cls("a sentence")
     assert (err.code, err.http_status, err.transient) == (code, status, transient)
     assert err.to_dict() == {"error": {"code": code, "message": "a sentence"}}
-    assert errors.error_for_code(code) is cls
     assert isinstance(err, errors.CompleterError)
-
-
-def test_unknown_code_is_internal():
-    assert errors.error_for_code("nope") is errors.InternalError
 
 
 def test_retry_after_on_unavailable():

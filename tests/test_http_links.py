@@ -356,7 +356,7 @@ async def test_the_browser_language_is_spoken(app: App, activity: WaitingActivit
     assert "Genehmigen" in page_text(response)
 
 
-# --- everything else keeps CONTRACT §4 -----------------------------------------------------
+# --- everything else keeps the HTTP function's checks (docs/triggers/http.md) ------------
 
 
 async def test_links_disabled_get_is_405_json(

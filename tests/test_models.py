@@ -1,4 +1,4 @@
-"""The completion request of CONTRACT §2: every rule, and nothing but invalid_request escapes."""
+"""The completion request (docs/contract.md): every rule; nothing but invalid_request escapes."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +31,9 @@ from completer import errors
 from completer.backends.temporal import TemporalBackend
 from completer.breaker import PROBE_INTERVAL_SECONDS
 from completer.client import CompletionClient
+from completer.handlers.exchange import HttpRequest
+from completer.handlers.http import HttpHandler
+from completer.handlers.worker import build_executor
 from completer.models import CompletionRequest
 from completer.settings import Settings
 from completer.tokens import encode_token
@@ -367,10 +371,12 @@ async def start_burst_activities(address: str) -> tuple[str, dict[tuple[str, int
 async def test_burst_on_a_rate_limited_server_sheds_with_retry_after_and_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    # The activities are started on the same database without the limit, then the server is
-    # restarted with frontend.globalNamespaceRPS=10 (at 10 requests a second the setup alone
-    # would take a minute). Every completion carries its attempt number, so the workflows'
-    # results say which attempt completed each activity.
+    # Through the HTTP function's own code: its handler over the chain every function builds
+    # (keys -> ledger -> engine client), as one worker serves it. The activities are started
+    # on the same database without the limit, then the server is restarted with
+    # frontend.globalNamespaceRPS=10 (at 10 requests a second the setup alone would take a
+    # minute). Every completion carries its attempt number, so the workflows' results say
+    # which attempt completed each activity.
     with temporal_dev_server(tmp_path) as server:
         task_queue, tokens = await start_burst_activities(server.address)
     assert len(tokens) >= 500
@@ -378,47 +384,54 @@ async def test_burst_on_a_rate_limited_server_sheds_with_retry_after_and_loses_n
         temporal = await connect_when_ready(server.address)
         monkeypatch.setenv("TEMPORAL_ADDRESS", server.address)
         worker = burst_worker(temporal, task_queue)
-        settings = Settings(COMPLETER_RPC_TIMEOUT_SECONDS=10)
-        answers: dict[tuple[str, int], list[str]] = {key: [] for key in tokens}
+        settings = Settings(COMPLETER_RPC_TIMEOUT_SECONDS=10, COMPLETER_ALLOW_UNSIGNED=True)
+        executor, _ledger = build_executor(settings)
+        handler = HttpHandler(executor, settings=settings)
+        answers: dict[tuple[str, int], list[int]] = {key: [] for key in tokens}
         shed_first_wave = 0
         started = time.monotonic()
-        async with worker, CompletionClient.create(settings) as client:
+        async with worker:
+            try:
 
-            async def complete(key: tuple[str, int], attempt: int) -> float | None:
-                req = CompletionRequest.build(
-                    {"task_token": encode_token(tokens[key]), "result": [*key, attempt]}
-                )
-                try:
-                    await client.execute(req)
-                except errors.EngineUnavailable as exc:
-                    shed = exc
-                else:
-                    answers[key].append("completed")
-                    return None
-                answers[key].append("engine_unavailable")
-                assert shed.retry_after >= 1
-                assert not shed.unreachable
-                return float(shed.retry_after)
+                async def complete(key: tuple[str, int], attempt: int) -> float | None:
+                    body = {"task_token": encode_token(tokens[key]), "result": [*key, attempt]}
+                    answer = await handler.handle(
+                        HttpRequest(
+                            "POST",
+                            headers={"content-type": "application/json"},
+                            query={},
+                            body=json.dumps(body).encode(),
+                        )
+                    )
+                    answers[key].append(answer.status)
+                    if answer.status == 200:
+                        return None
+                    assert answer.status == 503, answer.body
+                    assert answer.body["error"]["code"] == "engine_unavailable"
+                    assert int(answer.headers["Retry-After"]) >= 1
+                    return float(answer.headers["Retry-After"])
 
-            pending = list(tokens)
-            attempt = 0
-            while pending:
-                attempt += 1
-                waits = await asyncio.gather(*(complete(key, attempt) for key in pending))
-                assert not client.breaker.is_open
-                pending = [key for key, wait in zip(pending, waits, strict=True) if wait]
-                if attempt == 1:
-                    shed_first_wave = len(pending)
-                if pending:
-                    await asyncio.sleep(min(w for w in waits if w))
-                assert time.monotonic() - started < 150, f"{len(pending)} still pending"
-            elapsed = time.monotonic() - started
-            # 0 lost, 0 completed twice: each activity was answered "completed" exactly once,
-            # and its workflow got the result of exactly that attempt.
+                pending = list(tokens)
+                attempt = 0
+                while pending:
+                    attempt += 1
+                    waits = await asyncio.gather(*(complete(key, attempt) for key in pending))
+                    assert not executor.engine.breaker.is_open
+                    pending = [key for key, wait in zip(pending, waits, strict=True) if wait]
+                    if attempt == 1:
+                        shed_first_wave = len(pending)
+                    if pending:
+                        await asyncio.sleep(min(w for w in waits if w))
+                    assert time.monotonic() - started < 150, f"{len(pending)} still pending"
+                elapsed = time.monotonic() - started
+            finally:
+                await executor.close()
+            # 0 lost, 0 completed twice: each activity was answered 200 exactly once, and its
+            # workflow got the result of exactly that attempt.
             completed_by = {}
             for key, seen in answers.items():
-                assert seen.count("completed") == 1, (key, seen)
-                assert seen[-1] == "completed"
+                assert seen.count(200) == 1, (key, seen)
+                assert seen[-1] == 200
                 completed_by[key] = len(seen)
             for workflow_id in {key[0] for key in tokens}:
                 results = await temporal.get_workflow_handle(workflow_id).result()
@@ -427,7 +440,7 @@ async def test_burst_on_a_rate_limited_server_sheds_with_retry_after_and_loses_n
                     for index in range(BURST_PER_WORKFLOW)
                 ]
         print(
-            f"burst of {len(tokens)}: {shed_first_wave} shed in the first wave, "
-            f"{attempt} waves, all completed in {elapsed:.1f} s"
+            f"burst of {len(tokens)} through the HTTP function: {shed_first_wave} answered 503 "
+            f"in the first wave, {attempt} waves, all completed in {elapsed:.1f} s"
         )
         assert shed_first_wave > 0, "the rate limit never answered RESOURCE_EXHAUSTED"

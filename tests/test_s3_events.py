@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from completer.errors import InvalidRequest, PayloadTooLarge, TransientError
+from completer.events.objects import is_json_object
 from completer.events.s3 import (
     ObjectNotification,
     StoredObject,
@@ -205,12 +206,12 @@ def test_json_object_is_the_result():
     ],
 )
 def test_what_counts_as_json(key: str, content_type: str | None):
-    assert stored(key, content_type=content_type).is_json
+    assert is_json_object(content_type, key)
 
 
 @pytest.mark.parametrize(("key", "content_type"), [("in/a.txt", "text/plain"), ("in/a", None)])
 def test_what_does_not_count_as_json(key: str, content_type: str | None):
-    assert not stored(key, content_type=content_type).is_json
+    assert not is_json_object(content_type, key)
 
 
 def test_non_json_object_is_a_reference_and_is_not_read():

@@ -1,4 +1,4 @@
-"""Configuration (CONTRACT §7): defaults, and one clear sentence naming the variable when wrong."""
+"""Configuration (docs/configuration.md): defaults, and one sentence naming a wrong variable."""
 
 from __future__ import annotations
 

@@ -728,3 +728,23 @@ def test_s3_lambda_dead_letters_refused_uploads_to_its_queue():
     ]
     sends = [s for s in policy["statement"] if "sqs:SendMessage" in s.get("actions", [])]
     assert [s["resources"] for s in sends] == [["${aws_sqs_queue.dead_letter.arn}"]]
+
+
+def test_aws_http_function_shares_the_ledger_table_with_least_access():
+    module = MODULES["aws-http-lambda"]
+    variables = merged(module, "variable")
+    assert variables["ledger_table_arn"]["default"] is None
+    statements = [
+        statement
+        for where, statement, _ in policy_statements()
+        if where.startswith("aws-http-lambda") and statement.get("sid") == "UseLedger"
+    ]
+    assert len(statements) == 1
+    assert set(statements[0]["actions"]) == LEDGER_ACTIONS
+    assert statements[0]["resources"] == ["${var.ledger_table_arn}"]
+    assert (
+        "COMPLETER_LEDGER"
+        in function_environment(module)[("aws-http-lambda", "aws_lambda_function", "this")]
+    )
+    http = {n: b for e in load(EXAMPLES["aws"] / "approval.tf")["module"] for n, b in e.items()}
+    assert http["http"]["ledger_table_arn"] == "${module.completer.ledger_table_arn}"

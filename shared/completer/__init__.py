@@ -1,7 +1,9 @@
 """activity-completer: complete waiting Temporal, Cadence and Step Functions activities.
 
-The public surface is small and cheap to import; the engine SDKs load only when a client
-for that engine is created::
+The library is what the documentation presents (docs/index.md): the completion client, the
+request and its outcome, the errors, and the token helpers; the activity side lives in
+:mod:`completer.activity`. ``import completer`` is cheap: the engine SDKs load only when a
+client for that engine is created::
 
     import asyncio
 
@@ -25,17 +27,24 @@ from completer.errors import (
     Conflict,
     EngineTimeout,
     EngineUnavailable,
+    Forbidden,
     InternalError,
     InvalidRequest,
+    MethodNotAllowed,
     PayloadTooLarge,
     PermanentError,
+    RequestRejected,
     TransientError,
+    Unauthorized,
+    UnsupportedMediaType,
 )
+from completer.executor import Executor
 from completer.models import (
     Action,
     ActivityError,
     CompletionOutcome,
     CompletionRequest,
+    Origin,
     Status,
     parse_request,
 )
@@ -56,12 +65,19 @@ __all__ = [
     "Conflict",
     "EngineTimeout",
     "EngineUnavailable",
+    "Executor",
+    "Forbidden",
     "InternalError",
     "InvalidRequest",
+    "MethodNotAllowed",
+    "Origin",
     "PayloadTooLarge",
     "PermanentError",
+    "RequestRejected",
     "Status",
     "TransientError",
+    "Unauthorized",
+    "UnsupportedMediaType",
     "decode_token",
     "encode_token",
     "parse_request",

@@ -62,14 +62,14 @@ __all__ = [
     "temporal_task_token",
 ]
 
-# Pub/Sub attribute names the Pub/Sub function reads (CONTRACT §5, events/pubsub.py).
+# Pub/Sub attribute names the Pub/Sub function reads (docs/triggers/pubsub.md, events/pubsub.py).
 PUBSUB_TASK_TOKEN = "task_token"  # noqa: S105 - an attribute name, not a secret
 PUBSUB_WORKFLOW_ID = "workflow_id"
 PUBSUB_ACTIVITY_ID = "activity_id"
 PUBSUB_RUN_ID = "run_id"
 PUBSUB_ACTION = "action"
 
-# S3 user-metadata keys the S3 function reads (CONTRACT §6); S3 sends them as x-amz-meta-<key>.
+# S3 user-metadata keys the S3 function reads (docs/triggers/s3.md), sent as x-amz-meta-<key>.
 S3_TASK_TOKEN = "task-token"  # noqa: S105 - a metadata key, not a secret
 S3_WORKFLOW_ID = "workflow-id"
 S3_ACTIVITY_ID = "activity-id"
@@ -169,7 +169,7 @@ def pubsub_attributes(
     run_id: str | None = None,
     action: Action | str | None = None,
 ) -> dict[str, str]:
-    """Attributes of a Pub/Sub message in the attribute form (CONTRACT §5).
+    """Attributes of a Pub/Sub message in the attribute form (docs/triggers/pubsub.md).
 
     Publish them with the action's payload as the message data: the result as JSON for
     ``complete`` (empty data is null), the error object for ``fail``, the details for
@@ -205,7 +205,7 @@ def s3_metadata(
     run_id: str | None = None,
     action: Action | str | None = None,
 ) -> dict[str, str]:
-    """S3 user metadata naming the activity (CONTRACT §6), as boto3's ``Metadata`` takes it.
+    """S3 user metadata naming the activity (docs/triggers/s3.md), as boto3's ``Metadata`` takes it.
 
     Raises:
         InvalidRequest: The activity is not named exactly one way, or the action is unknown.
@@ -307,7 +307,7 @@ def presigned_upload(
     The partner uploads with the returned headers, e.g.
     ``curl -X PUT --upload-file result.json -H 'x-amz-meta-task-token: <token>' '<url>'``
     (:meth:`PresignedUpload.curl` writes that line). The S3 function then completes the
-    activity with the object (CONTRACT §6): its parsed JSON when it is JSON
+    activity with the object (docs/triggers/s3.md): its parsed JSON when it is JSON
     (``content_type="application/json"`` or a ``.json`` key) and small, else a reference.
 
     Args:

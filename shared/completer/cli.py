@@ -225,7 +225,7 @@ def _run(fields: dict[str, Any]) -> None:
 
 def _exit_now(status: int) -> NoReturn:
     # temporalio's Rust core threads can call into Python while the interpreter finalizes
-    # and abort it (SIGABRT/SIGSEGV after a failed connect, RELIABILITY.md); the answer is
+    # and abort it (SIGABRT/SIGSEGV after a failed connect, temporalio 1.35); the answer is
     # printed and the client closed, so leave without finalizing.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -1088,6 +1088,9 @@ def dev(**ports: int | None) -> None:
     """
     import asyncio
 
+    from completer.dev.checkout import require_checkout
+
+    require_checkout()
     from completer.dev.run import run_dev
 
     sys.exit(asyncio.run(run_dev(_ports(ports))))
@@ -1109,6 +1112,9 @@ def demo(**ports: int | None) -> None:
     """
     import asyncio
 
+    from completer.dev.checkout import require_checkout
+
+    require_checkout()
     from completer.dev.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(_ports(ports))))

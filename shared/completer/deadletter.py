@@ -37,7 +37,7 @@ __all__ = [
     "dead_letter_topic",
 ]
 
-# Attributes added to a dead letter (CONTRACT §5).
+# Attributes added to a dead letter (docs/triggers/pubsub.md).
 ATTR_ERROR_CODE = "completer_error_code"
 ATTR_ERROR_MESSAGE = "completer_error_message"
 ATTR_SOURCE_MESSAGE_ID = "completer_source_message_id"

@@ -1,6 +1,6 @@
 """The errors a completion can end in, one class per public error code.
 
-Every trigger maps these the same way (CONTRACT §3): an HTTP status for the HTTP
+Every trigger maps these the same way (docs/contract.md, Outcomes): an HTTP status for the HTTP
 function, and for queue and upload triggers whether the event is redelivered
 (transient) or acknowledged and dead-lettered (permanent)::
 
@@ -44,7 +44,6 @@ __all__ = [
     "TransientError",
     "Unauthorized",
     "UnsupportedMediaType",
-    "error_for_code",
 ]
 
 
@@ -52,7 +51,7 @@ class CompleterError(Exception):
     """Base of every error a completion can end in.
 
     Attributes:
-        code: The public error code of CONTRACT §3.
+        code: The public error code (docs/contract.md, Outcomes).
         http_status: The HTTP status the HTTP function answers with.
         transient: True when the event should be redelivered.
         message: A sentence a person can act on; never contains a token or secret.
@@ -162,26 +161,3 @@ class UnsupportedMediaType(RequestRejected):
 
 class ConfigurationError(Exception):
     """A setting is wrong; raised at start with one sentence naming the variable."""
-
-
-_BY_CODE: dict[str, type[CompleterError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidRequest,
-        Forbidden,
-        PayloadTooLarge,
-        ActivityNotFound,
-        Conflict,
-        EngineUnavailable,
-        EngineTimeout,
-        InternalError,
-        Unauthorized,
-        MethodNotAllowed,
-        UnsupportedMediaType,
-    )
-}
-
-
-def error_for_code(code: str) -> type[CompleterError]:
-    """The error class of a public error code (``internal`` for an unknown one)."""
-    return _BY_CODE.get(code, InternalError)

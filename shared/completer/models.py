@@ -1,4 +1,4 @@
-"""The completion request (CONTRACT §2) and its outcome (CONTRACT §3).
+"""The completion request and its outcome (docs/contract.md).
 
 Every trigger turns its event into a :class:`CompletionRequest` through
 :func:`parse_request` (a whole JSON request) or :meth:`CompletionRequest.build`
@@ -58,7 +58,7 @@ class Action(StrEnum):
 
 
 class Status(StrEnum):
-    """The success statuses of CONTRACT §3, one per action."""
+    """The success statuses (docs/contract.md, Outcomes), one per action."""
 
     COMPLETED = "completed"
     FAILED = "failed"
@@ -68,13 +68,6 @@ class Status(StrEnum):
     """Named by a correlation key nobody registered yet: kept until it is (HTTP 202)."""
 
 
-STATUS_OF_ACTION: dict[Action, Status] = {
-    Action.COMPLETE: Status.COMPLETED,
-    Action.FAIL: Status.FAILED,
-    Action.HEARTBEAT: Status.HEARTBEAT_RECORDED,
-    Action.CANCEL: Status.CANCELLED,
-}
-
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, validate_by_name=True)
 
 
@@ -83,7 +76,7 @@ def _alias(name: str, camel: str) -> AliasChoices:
 
 
 class ActivityError(BaseModel):
-    """The error that fails an activity (the ``error`` object of CONTRACT §2)."""
+    """The error that fails an activity (the request's ``error`` object, docs/contract.md)."""
 
     model_config = _STRICT
 
@@ -398,7 +391,7 @@ def _json_reason(exc: Exception) -> str:
 
 
 def parse_request(raw: bytes | str | Mapping[str, Any]) -> CompletionRequest:
-    """Parse a whole completion request (CONTRACT §2) from JSON text or a mapping.
+    """Parse a whole completion request (docs/contract.md) from JSON text or a mapping.
 
     Raises:
         InvalidRequest: Anything about the input is wrong; the message says what.

@@ -1,4 +1,4 @@
-"""The configuration of CONTRACT §7, read once from the environment.
+"""The configuration (docs/configuration.md), read once from the environment.
 
 Temporal's own variables (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``,
 ``TEMPORAL_TLS*``, ``TEMPORAL_PROFILE``, ``TEMPORAL_CONFIG_FILE``) are read by

@@ -16,7 +16,7 @@ from completer.errors import InvalidRequest
 __all__ = ["MAX_TOKEN_BYTES", "decode_token", "encode_token", "token_fingerprint"]
 
 MAX_TOKEN_BYTES = 8 * 1024
-"""Largest decoded task token accepted (CONTRACT §2); real Temporal tokens are ~100-400 bytes."""
+"""Largest decoded task token accepted (docs/contract.md); Temporal tokens are ~100-400 bytes."""
 
 # Longest base64 text that can decode to MAX_TOKEN_BYTES (4 chars per 3 bytes, padded).
 _MAX_TOKEN_CHARS = 4 * ((MAX_TOKEN_BYTES + 2) // 3)

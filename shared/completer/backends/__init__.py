@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from completer.errors import ConfigurationError
+from completer.extras import missing_extra
 
 if TYPE_CHECKING:
     from completer.backends.base import Backend
@@ -22,12 +23,6 @@ BACKENDS: dict[str, str] = {
     "temporal": "completer.backends.temporal:TemporalBackend",
     "cadence": "completer.backends.cadence:CadenceBackend",
     "stepfunctions": "completer.backends.stepfunctions:StepFunctionsBackend",
-}
-
-_NEEDS = {
-    "temporal": "temporalio",
-    "cadence": "cadence-python-client",
-    "stepfunctions": "boto3",
 }
 
 
@@ -48,10 +43,8 @@ def load_backend_class(name: str) -> type[Backend]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise ConfigurationError(
-            f"COMPLETER_BACKEND={name} needs the package {_NEEDS[name]!r}, which is not "
-            f"installed ({exc.name} is missing): pip install {_NEEDS[name]}."
-        ) from exc
+        # Each engine is the extra of its name (pyproject.toml).
+        raise missing_extra(f"COMPLETER_BACKEND={name}", name, exc) from exc
     backend_class: type[Backend] = getattr(module, attribute)
     return backend_class
 

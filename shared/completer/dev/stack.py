@@ -45,6 +45,7 @@ from completer.dev.sample import SampleActivities, SampleWorkflow, Waiting
 __all__ = ["DEFAULT_PORTS", "Endpoints", "Ports", "Stack", "find_pubsub_emulator"]
 
 REPO = Path(__file__).resolve().parents[3]
+
 TASK_QUEUE = "completer-dev"
 PUBSUB_PROJECT = "local-project"
 PUBSUB_TOPIC = "completions"

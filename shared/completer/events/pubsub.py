@@ -1,4 +1,4 @@
-"""Pub/Sub messages -> completion requests (CONTRACT §5). Pure: no I/O, no engine.
+"""Pub/Sub messages -> completion requests (docs/triggers/pubsub.md). Pure: no I/O, no engine.
 
 A message arrives as an Eventarc CloudEvent of type ``messagePublished`` (binary or
 structured mode), or as a raw push request that functions-framework converts into the same
@@ -10,7 +10,8 @@ Two message forms:
   ``activity_id`` + optional ``run_id``, or ``correlation_key``) and may say ``action``;
   ``data`` is the action's payload as JSON (the result, the error object, or the details).
   Empty data is null.
-- envelope form: no naming attributes; ``data`` is a whole completion request (CONTRACT §2).
+- envelope form: no naming attributes; ``data`` is a whole completion request
+  (docs/contract.md).
 
 :func:`read_message` never raises: whatever arrived is kept (id, attributes, raw data) so a
 rejected message can be dead-lettered as it was sent; :meth:`PubSubMessage.completion_request`
@@ -64,8 +65,8 @@ MESSAGE_DATA = "data"
 MESSAGE_ATTRIBUTES = "attributes"
 MESSAGE_ID_FIELDS = ("messageId", "message_id")
 
-# Attribute names of the attribute form (ours: CONTRACT §5), with the camelCase aliases of
-# CONTRACT §2 so a publisher may spell them either way.
+# Attribute names of the attribute form (docs/triggers/pubsub.md), with the camelCase aliases of
+# the completion request (docs/contract.md) so a publisher may spell them either way.
 ATTR_TASK_TOKEN = ("task_token", "taskToken")
 ATTR_WORKFLOW_ID = ("workflow_id", "workflowId")
 ATTR_ACTIVITY_ID = ("activity_id", "activityId")
@@ -80,7 +81,7 @@ _NAMING = (
     *ATTR_CORRELATION_KEY,
 )
 
-# Where the attribute form puts the decoded data, per action (CONTRACT §5).
+# Where the attribute form puts the decoded data, per action (docs/triggers/pubsub.md).
 _PAYLOAD_FIELD = {
     Action.COMPLETE: "result",
     Action.FAIL: "error",

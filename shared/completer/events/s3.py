@@ -1,4 +1,4 @@
-"""S3 uploads -> completion requests (CONTRACT §6).
+"""S3 uploads -> completion requests (docs/triggers/s3.md).
 
 One handler takes three event shapes, every record of each:
 
@@ -32,7 +32,6 @@ from completer.events.objects import (
     META_WORKFLOW_ID,
     action_of,
     build_request,
-    is_json_object,
     read_limit,
 )
 from completer.models import parse_json
@@ -130,13 +129,8 @@ class StoredObject:
     # How an uploader sets the metadata (the content rules name it in their refusals).
     metadata_header_prefix: ClassVar[str] = "x-amz-meta-"
 
-    @property
-    def is_json(self) -> bool:
-        """Whether the object is JSON: by its Content-Type, or by a ``.json`` key."""
-        return is_json_object(self.content_type, self.key)
-
     def reference(self) -> dict[str, Any]:
-        """The result for an object that is not passed inline (CONTRACT §6)."""
+        """The result for an object that is not passed inline (docs/triggers/s3.md)."""
         return {
             "uri": self.uri,
             "bucket": self.bucket,

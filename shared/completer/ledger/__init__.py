@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from completer.errors import ConfigurationError
+from completer.extras import missing_extra
 from completer.ledger.base import LedgerStore, Record, RecordState
 from completer.ledger.core import DEFAULT_TTL_SECONDS, Decision, Ledger
 from completer.ledger.deliveries import Answer, DeliveryLog
@@ -52,10 +53,11 @@ __all__ = [
 _FIRESTORE = re.compile(r"^firestore://(?P<database>[^/\s]+)/(?P<collection>[^/\s]+)$")
 _DYNAMODB = re.compile(r"^dynamodb://(?P<table>[A-Za-z0-9_.-]{3,255})$")
 
-STORES: dict[str, tuple[str, str]] = {
-    "memory": ("completer.ledger.memory:MemoryStore", ""),
-    "firestore": ("completer.ledger.firestore:FirestoreStore", "google-cloud-firestore"),
-    "dynamodb": ("completer.ledger.dynamodb:DynamoDBStore", "boto3"),
+# Each shared store is the extra ledger-<kind> (pyproject.toml).
+STORES: dict[str, str] = {
+    "memory": "completer.ledger.memory:MemoryStore",
+    "firestore": "completer.ledger.firestore:FirestoreStore",
+    "dynamodb": "completer.ledger.dynamodb:DynamoDBStore",
 }
 
 
@@ -94,14 +96,12 @@ def create_store(location: LedgerLocation, *, timeout: float = 5.0) -> LedgerSto
     Raises:
         ConfigurationError: The store's SDK is not installed.
     """
-    dotted, package = STORES[location.kind]
-    module_name, _, attribute = dotted.partition(":")
+    module_name, _, attribute = STORES[location.kind].partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise ConfigurationError(
-            f"COMPLETER_LEDGER={location.url} needs the package {package!r}, which is not "
-            f"installed ({exc.name} is missing): pip install {package}."
+        raise missing_extra(
+            f"COMPLETER_LEDGER={location.url}", f"ledger-{location.kind}", exc
         ) from exc
     try:
         return _build(getattr(module, attribute), location, timeout=timeout)

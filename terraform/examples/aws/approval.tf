@@ -15,6 +15,8 @@ module "http" {
   public      = true
   backend     = "stepfunctions"
   secret_arns = merge(var.http_secret_arns, { COMPLETER_LINK_SECRET = var.link_secret_arn })
+  # The same completion ledger as the S3 function (docs/ledger.md).
+  ledger_table_arn = module.completer.ledger_table_arn
 }
 
 resource "aws_sns_topic" "approvals" {

@@ -13,10 +13,16 @@ locals {
   secret_environment = { for name, arn in var.secret_arns : "${name}_SECRET_ARN" => arn }
   # Private (AWS_IAM): IAM guards the URL, so unsigned JSON requests are allowed unless the
   # caller says otherwise; public (NONE): never (signing secrets then decide).
+  # The completion ledger shared with the other functions: replays, webhook-ids and the
+  # approval pages' decisions across instances (docs/ledger.md).
+  ledger_environment = var.ledger_table_arn == null ? {} : {
+    COMPLETER_LEDGER = "dynamodb://${element(split("/", var.ledger_table_arn), 1)}"
+  }
   environment = merge(
     { COMPLETER_ALLOW_UNSIGNED = var.public ? "false" : "true" },
     var.environment_variables,
     local.secret_environment,
+    local.ledger_environment,
     { COMPLETER_BACKEND = var.backend },
   )
   kms_key_arns = compact(concat(var.secrets_kms_key_arns, [var.kms_key_arn]))
@@ -71,6 +77,15 @@ data "aws_iam_policy_document" "this" {
       sid       = "DecryptWithOwnKeys"
       actions   = ["kms:Decrypt"]
       resources = local.kms_key_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.ledger_table_arn == null ? [] : [1]
+    content {
+      sid       = "UseLedger"
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+      resources = [var.ledger_table_arn]
     }
   }
 

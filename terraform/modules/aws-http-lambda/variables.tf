@@ -150,3 +150,14 @@ variable "state_machine_task_resources" {
   description = "Resources for states:SendTaskSuccess/Failure/Heartbeat when backend is stepfunctions. Callback (.waitForTaskToken) tokens cannot be scoped by IAM and need [\"*\"]; activity tokens can be scoped to activity ARNs."
   default     = ["*"]
 }
+
+variable "ledger_table_arn" {
+  type        = string
+  description = "ARN of the completion ledger's DynamoDB table (e.g. the aws-s3-lambda module's ledger_table_arn output): the function gets COMPLETER_LEDGER=dynamodb://<table> and may read and write that table only. null: an in-process ledger per instance (docs/ledger.md)."
+  default     = null
+
+  validation {
+    condition     = var.ledger_table_arn == null || can(regex("^arn:[^:]+:dynamodb:[^:]*:[0-9]{12}:table/[A-Za-z0-9_.-]{3,255}$", var.ledger_table_arn))
+    error_message = "ledger_table_arn must be a DynamoDB table ARN, arn:<partition>:dynamodb:<region>:<account>:table/<name>."
+  }
+}
