@@ -548,17 +548,11 @@ def approval_links(
             title or description is too long.
         ValueError: The secret is shorter than 32 characters.
     """
-    target = _target(task_token, workflow_id, activity_id, run_id)
-    if target.workflow_id is not None and target.run_id is None:
-        known = _own_run_id(target.workflow_id)
-        if known is None:
-            raise InvalidRequest(
-                "a link by IDs seals the workflow's run ID: give run_id, or use "
-                "approval_links_async(), which looks it up."
-            )
-        target = _Target(
-            workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=known
-        )
+    target = _run_sealed(
+        _target(task_token, workflow_id, activity_id, run_id),
+        what="a link",
+        instead="approval_links_async()",
+    )
     return _links(
         base_url,
         secret=secret,
@@ -610,14 +604,9 @@ async def approval_links_async(
         InvalidRequest: As :func:`approval_links`, or no client to look the run ID up with.
         ActivityNotFound: No workflow has that ID.
     """
-    target = _target(task_token, workflow_id, activity_id, run_id)
-    if target.workflow_id is not None and target.run_id is None:
-        found = _own_run_id(target.workflow_id)
-        if found is None:
-            found = await lookup_run_id(target.workflow_id, client=client)
-        target = _Target(
-            workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=found
-        )
+    target = await _run_looked_up(
+        _target(task_token, workflow_id, activity_id, run_id), client=client
+    )
     return _links(
         base_url,
         secret=secret,
@@ -659,6 +648,29 @@ async def lookup_run_id(workflow_id: str, *, client: TemporalClient | None = Non
             raise ActivityNotFound("no workflow has this workflow ID.") from exc
         raise
     return description.run_id
+
+
+def _run_sealed(target: _Target, *, what: str, instead: str) -> _Target:
+    # IDs name "the current run": a link or callback URL seals the run it was made for.
+    if target.workflow_id is None or target.run_id is not None:
+        return target
+    known = _own_run_id(target.workflow_id)
+    if known is None:
+        raise InvalidRequest(
+            f"{what} by IDs seals the workflow's run ID: give run_id, or use {instead}, "
+            "which looks it up."
+        )
+    return _Target(workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=known)
+
+
+async def _run_looked_up(target: _Target, *, client: TemporalClient | None) -> _Target:
+    # As _run_sealed, asking the engine for the current run when this is not its activity.
+    if target.workflow_id is None or target.run_id is not None:
+        return target
+    found = _own_run_id(target.workflow_id) or await lookup_run_id(
+        target.workflow_id, client=client
+    )
+    return _Target(workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=found)
 
 
 def _own_run_id(workflow_id: str) -> str | None:
@@ -749,17 +761,11 @@ def callback_url(
             ID that can be known here, or an expression is not valid JMESPath.
         ValueError: The secret is shorter than 32 characters.
     """
-    target = _target(task_token, workflow_id, activity_id, run_id)
-    if target.workflow_id is not None and target.run_id is None:
-        known = _own_run_id(target.workflow_id)
-        if known is None:
-            raise InvalidRequest(
-                "a callback URL by IDs seals the workflow's run ID: give run_id, or use "
-                "callback_url_async(), which looks it up."
-            )
-        target = _Target(
-            workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=known
-        )
+    target = _run_sealed(
+        _target(task_token, workflow_id, activity_id, run_id),
+        what="a callback URL",
+        instead="callback_url_async()",
+    )
     return _callback(function_url, secret, target, ttl_seconds, select, fail_when, now)
 
 
@@ -797,14 +803,9 @@ async def callback_url_async(
         InvalidRequest: As :func:`callback_url`, or no client to look the run ID up with.
         ActivityNotFound: No workflow has that ID.
     """
-    target = _target(task_token, workflow_id, activity_id, run_id)
-    if target.workflow_id is not None and target.run_id is None:
-        found = _own_run_id(target.workflow_id)
-        if found is None:
-            found = await lookup_run_id(target.workflow_id, client=client)
-        target = _Target(
-            workflow_id=target.workflow_id, activity_id=target.activity_id, run_id=found
-        )
+    target = await _run_looked_up(
+        _target(task_token, workflow_id, activity_id, run_id), client=client
+    )
     return _callback(function_url, secret, target, ttl_seconds, select, fail_when, now)
 
 
