@@ -773,37 +773,31 @@ def presign(
 
     if service_account_email is not None and not gcs:
         raise click.UsageError("--service-account-email goes with --gcs.")
-    if gcs:
-        client, access_token = _gcs_client(service_account_email)
-        try:
-            upload = gcs_signed_upload(
+    target = _target(token, workflow_id, activity_id, run_id)
+    try:
+        if gcs:
+            client, access_token = _gcs_client(service_account_email)
+            upload: Any = gcs_signed_upload(
                 client,
                 bucket=bucket,
                 name=key,
-                **_target(token, workflow_id, activity_id, run_id),
+                **target,
                 action=action,
                 expires_in=expires_in,
                 content_type=content_type,
                 service_account_email=service_account_email,
                 access_token=access_token,
             )
-        except CompleterError as exc:
-            _fail_with(exc)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
-        _print_json({**upload.to_dict(), "curl": upload.curl(upload_file)})
-        return
-    s3 = _s3_client()
-    try:
-        upload = presigned_upload(
-            s3,
-            bucket=bucket,
-            key=key,
-            **_target(token, workflow_id, activity_id, run_id),
-            action=action,
-            expires_in=expires_in,
-            content_type=content_type,
-        )
+        else:
+            upload = presigned_upload(
+                _s3_client(),
+                bucket=bucket,
+                key=key,
+                **target,
+                action=action,
+                expires_in=expires_in,
+                content_type=content_type,
+            )
     except CompleterError as exc:
         _fail_with(exc)
     except ValueError as exc:
