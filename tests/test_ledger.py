@@ -193,10 +193,12 @@ async def test_heartbeats_pass_through_unrecorded(stores: Stores):
 
 async def test_records_expire(stores: Stores):
     engine = Engine()
-    executor = stores.ledger(ttl_seconds=1).wrap(engine)
+    # Expiry is kept in whole seconds: a TTL of 3 leaves the repeat at least 2 s on a busy
+    # machine (a 1 s TTL could expire between the two calls to the emulator).
+    executor = stores.ledger(ttl_seconds=3).wrap(engine)
     await executor.execute(by_token(1))
     assert (await executor.execute(by_token(1))).replayed is True
-    await asyncio.sleep(2.1)  # the store's own TTL deletion is lazy: the read checks expiry
+    await asyncio.sleep(4.1)  # the store's own TTL deletion is lazy: the read checks expiry
     assert (await executor.execute(by_token(2))).replayed is False
     assert engine.calls == 2
 
