@@ -26,8 +26,9 @@ from completer.settings import Settings
 
 worker = WorkerClient(Settings(TEMPORAL_ADDRESS=sys.argv[1]))
 parent_client = worker.client
-# The parent connects too (what a pre-fork warm-up would do): the child must not reuse it.
-asyncio.run(parent_client.ensure_connected())
+# As gunicorn's master: the client is built at import but never connected before the fork
+# (a Temporal runtime's threads do not survive a fork; connecting first made the child abort
+# now and then). The worker must make and connect its own.
 pid = os.fork()
 if pid == 0:
     async def complete() -> None:
