@@ -426,6 +426,8 @@ def test_key_patterns():
     assert pattern.correlation_key("inbox/ORDER-1042.json") == "ORDER-1042"
     assert pattern.correlation_key("inbox/.json") is None
     assert pattern.correlation_key("other/ORDER-1042.json") is None
+    assert pattern.object_key("ORDER-1042") == "inbox/ORDER-1042.json"
+    assert pattern.correlation_key(pattern.object_key("a/b c.json")) == "a/b c.json"
     for bad in (
         "inbox/*.json",
         "{correlation_key}/{correlation_key}",

@@ -14,7 +14,18 @@ from tests.support.services import IN_CI, missing_service, venv_tool
 
 pytestmark = [pytest.mark.temporal, pytest.mark.pubsub, pytest.mark.moto]
 
-CASES = ("http", "link approve", "link reject", "pubsub", "s3 upload", "gcs upload")
+CASES = (
+    "http",
+    "callback",
+    "callback fails",
+    "link approve",
+    "link reject",
+    "pubsub",
+    "s3 upload",
+    "s3 key",
+    "s3 key, early",
+    "gcs upload",
+)
 
 
 def test_demo_completes_a_workflow_through_each_trigger():
@@ -31,13 +42,23 @@ def test_demo_completes_a_workflow_through_each_trigger():
     rows = {}
     for line in done.stdout.splitlines():
         for case in CASES:
-            if line.startswith(case + " "):
+            if re.match(rf"{re.escape(case)}\s\s", line):
                 rows[case] = line
     assert set(rows) == set(CASES), output
     assert re.search(r'^http\s+http\s+completed \{"via": "http"\}\s+completed', rows["http"])
     assert rows["link reject"].count("failed: rejected (Rejected)") == 2
-    for case in ("http", "link approve", "link reject", "s3 upload", "gcs upload"):
+    for case in set(CASES) - {"pubsub"}:
         assert rows[case].split()[-1] == "ok", rows[case]
+    # A partner's payload through a callback URL: data.object is the result; fail_when fails.
+    assert re.search(
+        r'^callback\s+http\s+completed \{"id": "pi_demo", "via": "callback"\}\s+completed',
+        rows["callback"],
+    )
+    assert rows["callback fails"].count("(CallbackFailed)") == 2
+    # A file named by the registered key, and one that waited for the key to be registered.
+    for case, order in (("s3 key", "ORDER-1042"), ("s3 key, early", "ORDER-1043")):
+        seen = f'completed {{"order": "{order}", "via": "key"}}'
+        assert rows[case].count(seen) == 2, rows[case]
     pubsub_available = emulator_binary() is not None and "not started" not in done.stdout
     if pubsub_available or IN_CI:
         assert rows["pubsub"].split()[-1] == "ok", rows["pubsub"]

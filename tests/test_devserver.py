@@ -142,7 +142,7 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
         if not pubsub_running:
             missing_service("the Pub/Sub emulator is not available: " + "".join(lines))
         assert any("no local Eventarc exists" in line for line in lines), "".join(lines)
-        expected = {"http", "link", "pubsub", "s3", "gcs"}
+        expected = {"http", "link", "pubsub", "s3", "key", "gcs"}
         while set(blocks(lines)) != expected:
             lines += read_until(process, r"^\[\w+\] workflow \S+ is waiting", timeout=60)
             lines += read_until(process, r"^$", timeout=10)
@@ -154,6 +154,15 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
             "s3": {"approved": True, "via": "s3"},
             "gcs": {"approved": True, "via": "gcs"},
         }
+        # The key workflow's activity registered an order number; its file carries nothing else.
+        key_id, key_commands = printed["key"]
+        orders = re.findall(r"registered the correlation key (ORDER-\w+)", "".join(lines))
+        assert orders, "".join(lines)
+        order = orders[-1]
+        assert f"inbox/{order}.json" in key_commands[0]
+        assert "task-token" not in key_commands[0]
+        assert "Metadata" not in key_commands[-1]
+        results["key"] = {"order": order, "via": "key"}
         # HTTP's curl answers the JSON outcome; the link's curl POST answers 303 (to a receipt).
         http_id, http_commands = printed["http"]
         assert http_commands[0].startswith("curl ")
@@ -174,11 +183,11 @@ def test_make_run_prints_commands_that_complete_each_trigger_and_stops_clean():
         gcs_id, gcs_commands = printed["gcs"]
         assert "STORAGE_EMULATOR_HOST=" in gcs_commands[0]
         assert "'task-token'" in gcs_commands[0]
-        for commands in (pubsub_commands, s3_commands, gcs_commands):
+        for commands in (pubsub_commands, s3_commands, gcs_commands, key_commands):
             run_printed(commands[0], env=env)
         for trigger, workflow_id in (
             ("http", http_id), ("link", link_id), ("pubsub", pubsub_id), ("s3", s3_id),
-            ("gcs", gcs_id),
+            ("gcs", gcs_id), ("key", key_id),
         ):  # fmt: skip
             done = read_until(
                 process, rf"workflow {workflow_id} (completed with result|failed)", timeout=60

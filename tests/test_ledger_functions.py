@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from completer.errors import Conflict
 from tests.conftest import LEDGER_COLLECTION, LEDGER_TABLE
 from tests.support.moto_server import FAKE_CREDENTIALS, REGION
 from tests.support.pubsub import PubSubEmulator, pubsub_emulator
@@ -102,6 +103,15 @@ class Pair:
     urls: tuple[str, str]
 
 
+@pytest.fixture
+def ledger_url(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The pair's ``COMPLETER_LEDGER``, as this process reaches it (as the functions do)."""
+    for name, value in _store_env(pair.kind, "").items():
+        if value and not name.startswith(("AWS_ENDPOINT", "FIRESTORE_")):
+            monkeypatch.setenv(name, value)
+    return _store_env(pair.kind, "")["COMPLETER_LEDGER"]
+
+
 @pytest.fixture(scope="module", params=KINDS)
 def pair(
     request: pytest.FixtureRequest,
@@ -164,6 +174,45 @@ async def test_heartbeats_are_not_recorded(pair: Pair, waiting: WaitingActivity)
     # Nothing was kept for the activity: its completion is the first one.
     done = await apost(pair.urls[1], {"task_token": waiting.token_b64, "result": 1})
     assert done.json() == {"status": "completed"}
+
+
+async def test_correlation_keys_across_two_instances(pair: Pair, ledger_url: str, new_waiting: Any):
+    """A key named on one instance, registered from the activity side, seen by the other."""
+    from completer.activity import register_async
+    from completer.settings import Settings
+
+    settings = Settings(COMPLETER_LEDGER=ledger_url)
+    first, second = pair.urls
+    early, late = await new_waiting(), await new_waiting()
+    # Complete, then register: the request is kept on one instance, a retry on the other
+    # gets the same answer, and the registration carries it out.
+    key = f"ORDER-{uuid.uuid4().hex[:8]}"
+    body = {"correlation_key": key, "result": {"paid": True}}
+    kept = await apost(first, body)
+    assert (kept.status_code, kept.json()) == (202, {"status": "buffered"})
+    retry = await apost(second, body)
+    assert (retry.status_code, retry.json()) == (202, {"status": "buffered"})
+    other = await apost(second, {"correlation_key": key, "result": {"paid": False}})
+    assert (other.status_code, other.json()["error"]["code"]) == (409, "conflict")
+    outcome = await register_async(key, task_token=early.token_b64, settings=settings)
+    assert outcome is not None
+    assert outcome.status == "completed"
+    assert await asyncio.wait_for(early.handle.result(), 30) == {"paid": True}
+    # The sender retries once more: the first answer, from the ledger.
+    replay = await apost(first, body)
+    assert (replay.status_code, replay.json()) == (200, {"status": "completed", "replayed": True})
+    # Register, then complete: the other instance completes it; a second key for it is fine,
+    # the same key for another activity is refused while it waits.
+    key = f"ORDER-{uuid.uuid4().hex[:8]}"
+    ids = {"workflow_id": late.workflow_id, "activity_id": late.activity_id}
+    assert await register_async(key, **ids, settings=settings) is None
+    with pytest.raises(Conflict):
+        await register_async(key, task_token=early.token_b64, settings=settings)
+    done = await apost(second, {"correlation_key": key, "result": "late"})
+    assert (done.status_code, done.json()) == (200, {"status": "completed"})
+    assert await asyncio.wait_for(late.handle.result(), 30) == "late"
+    again = await apost(first, {"correlation_key": key, "result": "late"})
+    assert again.json() == {"status": "completed", "replayed": True}
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -4,12 +4,20 @@ Starts the stack on free ports, starts one sample workflow per case, completes e
 through its trigger, and prints a table of what every workflow saw:
 
 - ``http``: a JSON ``POST`` to the HTTP function;
+- ``callback``: a partner's own payload (a Stripe-like event) POSTed to a callback URL whose
+  ``select`` picks ``data.object`` as the result; the same POST again is answered as before;
+- ``callback fails``: a failed-payment event, which the URL's ``fail_when`` turns into the
+  ``CallbackFailed`` error;
 - ``link approve``: an approval link, its GET (which must not complete), its POST (answered
   ``303 See Other`` to a receipt, which is then opened twice) and its GET again (the
   function's ledger shows the decision instead of the button);
 - ``link reject``: a reject link: the workflow fails with the preset ``Rejected`` error;
 - ``pubsub``: a message in the attribute form published to the emulator's topic;
 - ``s3``: an upload to moto whose notification the S3 function handles;
+- ``s3 key``: the activity registers an order number as its correlation key; a file named
+  ``inbox/<order>.json``, with no token or metadata, completes it;
+- ``s3 key, early``: the file is dropped before the workflow starts; the S3 function keeps it
+  for the key (``buffered``) and the activity's registration completes it at once;
 - ``gcs``: an upload to gcp-storage-emulator, whose finalized CloudEvent the local stack's
   poller (in Eventarc's place) posts to the Cloud Storage function.
 
@@ -32,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
+from completer.callbacks import CALLBACK_FAILED
 from completer.dev.processes import ServiceFailed
 from completer.dev.run import describe_result
 from completer.dev.sample import SampleWorkflow, Waiting
@@ -45,6 +54,7 @@ from completer.dev.stack import (
     Endpoints,
     Ports,
     Stack,
+    key_object,
 )
 
 __all__ = ["run_demo"]
@@ -63,6 +73,9 @@ class Case:
     name: str
     trigger: str
     expected: str
+    key: str = ""
+    early: bool = False
+    """Complete before the workflow starts (a file waiting for the key it will register)."""
     seen: str = "-"
     verdict: str = "FAIL"
     note: str = ""
@@ -120,6 +133,31 @@ class Demo:
             _http, "POST", ends.http, body=body.encode(), content_type="application/json"
         )
         _expect(status, 200, "the HTTP function")
+
+    async def callback(self, waiting: Waiting, *, paid: bool) -> None:
+        ends = self._ends()
+        url = ends.callback_url(waiting)
+        kind = "payment_intent.succeeded" if paid else "payment_intent.payment_failed"
+        event = {"type": kind, "data": {"object": {"id": "pi_demo", "via": "callback"}}}
+        body = json.dumps(event).encode()
+        for attempt in ("", " again"):  # the partner retries: the first answer again
+            status = await asyncio.to_thread(
+                _http, "POST", url, body=body, content_type="application/json"
+            )
+            _expect(status, 200, f"the callback URL{attempt}")
+
+    async def key_upload(self, waiting: Waiting) -> None:
+        ends = self._ends()
+        assert ends.s3 is not None
+        await asyncio.to_thread(_upload_by_key, ends.s3, waiting.key)
+
+    async def early_key_upload(self, waiting: Waiting, *, keys: Any) -> None:
+        """Drop the file, then wait until the S3 function keeps it for the key."""
+        await self.key_upload(waiting)
+        while True:  # the ledger is polled: nothing here is told when the S3 function is done
+            if await keys.waiting_for(waiting.key):
+                return
+            await asyncio.sleep(0.2)
 
     async def link(self, waiting: Waiting, *, choice: str, client: Any) -> None:
         ends = self._ends()
@@ -207,6 +245,25 @@ def _upload(endpoint: str, waiting: Waiting) -> None:
     )
 
 
+def _upload_by_key(endpoint: str, key: str) -> None:
+    """A partner's file named by the order number alone: no token, no metadata."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=AWS_LOCAL["AWS_DEFAULT_REGION"],
+        aws_access_key_id=AWS_LOCAL["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_LOCAL["AWS_SECRET_ACCESS_KEY"],
+    )
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=key_object(key),
+        Body=json.dumps({"order": key, "via": "key"}).encode(),
+        ContentType="application/json",
+    )
+
+
 def _upload_gcs(emulator: str, waiting: Waiting) -> None:
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
@@ -227,15 +284,22 @@ async def _run_case(
 ) -> None:
     from temporalio.client import WorkflowFailureError
 
-    workflow_id = f"demo-{case.name.replace(' ', '-')}-{uuid.uuid4().hex[:6]}"
+    workflow_id = f"demo-{case.name.replace(',', '').replace(' ', '-')}-{uuid.uuid4().hex[:6]}"
     demo.waiting[workflow_id] = asyncio.get_running_loop().create_future()
-    handle = await client.start_workflow(
-        SampleWorkflow.run, case.trigger, id=workflow_id, task_queue=TASK_QUEUE
-    )
+    handle = None
     try:
         async with asyncio.timeout(CASE_TIMEOUT_SECONDS):
-            waiting = await demo.waiting[workflow_id]
-            await complete(waiting)
+            if case.early:
+                # Only the key is known yet: the file goes first, the workflow after.
+                await complete(Waiting(case.trigger, workflow_id, "", "", key=case.key))
+            handle = await client.start_workflow(
+                SampleWorkflow.run,
+                args=[case.trigger, case.key],
+                id=workflow_id,
+                task_queue=TASK_QUEUE,
+            )
+            if not case.early:
+                await complete(await demo.waiting[workflow_id])
             try:
                 case.seen = "completed " + json.dumps(await handle.result())
             except WorkflowFailureError as exc:
@@ -246,7 +310,7 @@ async def _run_case(
         case.note = str(exc) or type(exc).__name__
     if case.seen == case.expected:
         case.verdict = "ok"
-    else:
+    elif handle is not None:
         await _terminate(handle)
 
 
@@ -285,10 +349,25 @@ async def run_demo(ports: Ports) -> int:
         loop.add_signal_handler(sig, main_task.cancel)
     cases = [
         Case("http", "http", 'completed {"via": "http"}'),
+        Case("callback", "http", 'completed {"id": "pi_demo", "via": "callback"}'),
+        Case(
+            "callback fails",
+            "http",
+            f"failed: the callback reported a failure (its fail_when matched the body). "
+            f"({CALLBACK_FAILED})",
+        ),
         Case("link approve", "link", 'completed {"approved": true, "via": "link"}'),
         Case("link reject", "link", "failed: rejected (Rejected)"),
         Case("pubsub", "pubsub", 'completed {"via": "pubsub"}'),
         Case("s3 upload", "s3", 'completed {"via": "s3"}'),
+        Case("s3 key", "key", 'completed {"order": "ORDER-1042", "via": "key"}', "ORDER-1042"),
+        Case(
+            "s3 key, early",
+            "key",
+            'completed {"order": "ORDER-1043", "via": "key"}',
+            "ORDER-1043",
+            early=True,
+        ),
         Case("gcs upload", "gcs", 'completed {"via": "gcs"}'),
     ]
     try:
@@ -299,10 +378,16 @@ async def run_demo(ports: Ports) -> int:
             client = stack.client
             actions: dict[str, Callable[[Waiting], Awaitable[None]] | None] = {
                 "http": demo.http,
+                "callback": lambda w: demo.callback(w, paid=True),
+                "callback fails": lambda w: demo.callback(w, paid=False),
                 "link approve": lambda w: demo.link(w, choice="approve", client=client),
                 "link reject": lambda w: demo.link(w, choice="reject", client=client),
                 "pubsub": demo.pubsub if endpoints.pubsub_emulator else None,
                 "s3 upload": demo.s3 if endpoints.s3 else None,
+                "s3 key": demo.key_upload if endpoints.s3 else None,
+                "s3 key, early": (
+                    (lambda w: demo.early_key_upload(w, keys=stack.keys)) if endpoints.s3 else None
+                ),
                 "gcs upload": demo.gcs if endpoints.gcs_emulator else None,
             }
             runs = []
@@ -312,6 +397,7 @@ async def run_demo(ports: Ports) -> int:
                     missing = {
                         "pubsub": endpoints.pubsub_missing,
                         "s3": endpoints.s3_missing,
+                        "key": endpoints.s3_missing,
                         "gcs": endpoints.gcs_missing,
                     }[case.trigger]
                     case.verdict, case.note = "skipped", missing

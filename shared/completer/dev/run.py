@@ -2,7 +2,8 @@
 
 For each trigger a sample workflow waits; its activity prints ready-to-paste commands that
 complete it through that trigger. When a workflow finishes, its result is printed and a
-new one starts for the same trigger.
+new one starts for the same trigger. The ``key`` workflow's activity registers an order
+number as its correlation key: a file named by it (``inbox/<order>.json``) completes it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from typing import Any
 
 from completer.dev.processes import ServiceFailed
 from completer.dev.sample import SampleWorkflow, Waiting
-from completer.dev.stack import LINK_DESCRIPTION, LINK_TITLE, TASK_QUEUE, Endpoints, Ports, Stack
+from completer.dev.stack import (
+    BUCKET,
+    LINK_DESCRIPTION,
+    LINK_TITLE,
+    TASK_QUEUE,
+    Endpoints,
+    Ports,
+    Stack,
+    key_object,
+)
 
 __all__ = ["describe_result", "run_dev"]
 
@@ -81,6 +91,13 @@ class DevSession:
         elif waiting.trigger == "s3":
             lines += ["  Upload a file with its token as metadata:"]
             lines += [f"    {command}" for command in ends.s3_commands(waiting)]
+        elif waiting.trigger == "key":
+            lines += [
+                f"  Its activity registered the correlation key {waiting.key}: a partner who knows",
+                f"  only the order number drops s3://{BUCKET}/{key_object(waiting.key)} (no token,",
+                "  no metadata; the S3 function's COMPLETER_S3_KEY_PATTERN reads the key):",
+            ]
+            lines += [f"    {command}" for command in ends.key_commands(waiting)]
         elif waiting.trigger == "gcs":
             lines += [
                 "  Upload a file with its token as metadata (no local Eventarc exists: a poller",
@@ -94,10 +111,12 @@ class DevSession:
         from temporalio.client import WorkflowFailureError
 
         while True:
+            suffix = uuid.uuid4().hex[:6]
+            key = f"ORDER-{suffix.upper()}" if trigger == "key" else ""
             handle = await client.start_workflow(
                 SampleWorkflow.run,
-                trigger,
-                id=f"dev-{trigger}-{uuid.uuid4().hex[:6]}",
+                args=[trigger, key],
+                id=f"dev-{trigger}-{suffix}",
                 task_queue=TASK_QUEUE,
             )
             try:

@@ -11,7 +11,9 @@
   poller in Eventarc's place (no local Eventarc exists): every finished upload becomes the
   ``object.v1.finalized`` CloudEvent Eventarc would send (:mod:`completer.dev.gcs_events`);
 - the completion ledger on real services (:mod:`completer.dev.ledger`): the Firestore
-  emulator for the HTTP and Pub/Sub functions, DynamoDB on moto for the S3 Lambda;
+  emulator for the HTTP and Pub/Sub functions, DynamoDB on moto for the S3 Lambda, whose
+  ``COMPLETER_S3_KEY_PATTERN`` lets a file named ``inbox/<key>.json`` complete the activity
+  that registered ``<key>``;
 - a Temporal worker running :class:`~completer.dev.sample.SampleWorkflow`, in this process.
 
 A missing Pub/Sub, Firestore or Cloud Storage emulator, or moto, is reported and the rest runs
@@ -151,12 +153,15 @@ class Endpoints:
         return f"projects/{PUBSUB_PROJECT}/topics/{PUBSUB_TOPIC}"
 
     def triggers(self) -> list[str]:
-        """The triggers that run: http and link always, pubsub and s3 when they started."""
+        """The triggers that run: http and link always, the others when they started.
+
+        ``key`` is an S3 upload named by a correlation key the activity registered.
+        """
         found = ["http", "link"]
         if self.pubsub_emulator:
             found.append("pubsub")
         if self.s3:
-            found.append("s3")
+            found += ["s3", "key"]
         if self.gcs_emulator:
             found.append("gcs")
         return found
@@ -180,7 +185,7 @@ class Endpoints:
         if self.s3:
             lines.append(
                 f"  S3 function       moto S3 at {self.s3}: uploads to s3://{BUCKET}/ -> SQS "
-                f"{QUEUE} -> the Lambda handler"
+                f"{QUEUE} -> the Lambda handler (key pattern {dev_ledger.KEY_PATTERN})"
             )
         else:
             lines.append(f"  S3 function       not started: {self.s3_missing}")
@@ -214,11 +219,12 @@ class Endpoints:
             f"-d {shlex.quote(json.dumps(body))}"
         )
 
-    def callback_command(self, waiting: Waiting) -> str:
-        """A partner's webhook (a Stripe-like event) POSTed to a callback URL for the activity."""
+    def callback_url(self, waiting: Waiting) -> str:
+        """A callback URL for the activity: a payment event's ``data.object`` is the result,
+        a failed payment fails it."""
         from completer.activity import callback_url
 
-        url = callback_url(
+        return callback_url(
             self.http,
             secret=self.link_secret,
             task_token=waiting.task_token,
@@ -226,6 +232,10 @@ class Endpoints:
             select="data.object",
             fail_when="type == 'payment_intent.payment_failed'",
         )
+
+    def callback_command(self, waiting: Waiting) -> str:
+        """A partner's webhook (a Stripe-like event) POSTed to a callback URL for the activity."""
+        url = self.callback_url(waiting)
         event = {
             "type": "payment_intent.succeeded",
             "data": {"object": {"id": "pi_dev", "amount": 12000, "via": "callback"}},
@@ -302,6 +312,26 @@ class Endpoints:
         commands.append(f"{env} {shlex.quote(sys.executable)} -c {shlex.quote(code)}")
         return commands
 
+    def key_commands(self, waiting: Waiting) -> list[str]:
+        """An upload named by the activity's correlation key, with no metadata at all."""
+        assert self.s3 is not None
+        key = key_object(waiting.key)
+        data = json.dumps({"order": waiting.key, "via": "key"})
+        env = " ".join(f"{name}={value}" for name, value in AWS_LOCAL.items())
+        commands = []
+        if shutil.which("aws"):
+            commands.append(
+                f"echo {shlex.quote(data)} | {env} aws --endpoint-url {self.s3} s3 cp - "
+                f"s3://{BUCKET}/{key} --content-type application/json"
+            )
+        code = (
+            "import boto3; "
+            f"boto3.client('s3', endpoint_url={self.s3!r}).put_object(Bucket={BUCKET!r}, "
+            f"Key={key!r}, Body={data.encode()!r}, ContentType='application/json')"
+        )
+        commands.append(f"{env} {shlex.quote(sys.executable)} -c {shlex.quote(code)}")
+        return commands
+
     def gcs_commands(self, waiting: Waiting) -> list[str]:
         """A google-cloud-storage line that uploads to the emulator with the token as metadata."""
         assert self.gcs_emulator is not None
@@ -352,6 +382,7 @@ class Stack:
         self.client: Any = None
         self.runtime: Any = None
         self.children: Children | None = None
+        self.keys: dev_ledger.KeyRegistrar | None = None
 
     def exited(self) -> str | None:
         """A message when a service exited on its own."""
@@ -372,7 +403,8 @@ class Stack:
             endpoints = await self._start(self.children, logs)
             from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-            activities = SampleActivities(self.on_waiting)
+            register = self.keys.register if self.keys else None
+            activities = SampleActivities(self.on_waiting, register)
             async with Worker(
                 self.client,
                 task_queue=TASK_QUEUE,
@@ -384,7 +416,10 @@ class Stack:
         finally:
             # Free the worker's Temporal client and runtime now: a runtime still alive at
             # interpreter exit can abort the process (PyGILState_Release ... finalizing).
-            self.client = self.runtime = None
+            if self.keys is not None:
+                with contextlib.suppress(Exception):  # the services may be gone already
+                    await self.keys.close()
+            self.client = self.runtime = self.keys = None
             gc.collect()
             self.children.stop_all()
 
@@ -526,12 +561,14 @@ class Stack:
                     "AWS_ENDPOINT_URL_S3": endpoints.s3,
                     "AWS_ENDPOINT_URL_SQS": endpoints.s3,
                     **dev_ledger.dynamodb_env(endpoints.s3),
+                    "COMPLETER_S3_KEY_PATTERN": dev_ledger.KEY_PATTERN,
                 },
                 cwd=REPO,
             )
             await asyncio.sleep(0)
             if poller.process.poll() is not None:
                 raise ServiceFailed(f"the S3 poller exited:\n{poller.tail()}")
+            self.keys = dev_ledger.KeyRegistrar(endpoints.s3, AWS_LOCAL, temporal_address)
         if endpoints.gcs_emulator and endpoints.gcs_function:
             await self._configure_gcs(children, endpoints, base_env)
         from temporalio.runtime import Runtime, TelemetryConfig
@@ -607,6 +644,13 @@ class Stack:
         await asyncio.sleep(0)
         if poller.process.poll() is not None:
             raise ServiceFailed(f"the Cloud Storage poller exited:\n{poller.tail()}")
+
+
+def key_object(key: str) -> str:
+    """The object key a file for correlation key ``key`` is uploaded to."""
+    from completer.events.objects import KeyPattern
+
+    return KeyPattern(dev_ledger.KEY_PATTERN).object_key(key)
 
 
 def _create_gcs_bucket(emulator: str) -> None:

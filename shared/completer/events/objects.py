@@ -83,6 +83,10 @@ class KeyPattern:
         match = re.fullmatch(f"{re.escape(prefix)}(.+){re.escape(suffix)}", object_key, re.DOTALL)
         return match.group(1) if match else None
 
+    def object_key(self, correlation_key: str) -> str:
+        """The object key that carries ``correlation_key`` (what a partner uploads to)."""
+        return self.pattern.replace(KEY_PLACEHOLDER, correlation_key)
+
 
 # What makes an object JSON: its media type (RFC 8259, or an RFC 6839 `+json` suffix) or
 # its key's extension.

@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 
 from completer.ledger.base import LedgerStore, Record, RecordState
 
-__all__ = ["DynamoDBStore", "create_table"]
+__all__ = ["DynamoDBStore", "client_config", "create_table"]
 
 _CLAIM_CONDITION = (
     "attribute_not_exists(#id) OR #expiry < :now OR "
@@ -45,14 +45,22 @@ class DynamoDBStore(LedgerStore):
 
     kind = "dynamodb"
 
-    def __init__(self, url: str, *, table: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, table: str, timeout: float = 5.0, client: Any = None) -> None:
+        """Keep records in ``table``.
+
+        Args:
+            url: The ledger URL, for messages.
+            table: The table's name.
+            timeout: Seconds for each call (the default client's connect and read timeouts).
+            client: A boto3 DynamoDB client to use instead of one built from the environment
+                with these timeouts (e.g. one with its own ``endpoint_url``); the store
+                closes it.
+        """
         super().__init__(url, timeout=timeout)
-        config = Config(
-            connect_timeout=min(timeout, 2.0),
-            read_timeout=timeout,
-            retries={"max_attempts": 2, "mode": "standard"},
+        config = client_config(timeout)
+        self._layer = DynamoDBPersistenceLayer(
+            table_name=table, boto_config=config, boto3_client=client
         )
-        self._layer = DynamoDBPersistenceLayer(table_name=table, boto_config=config)
         # The fingerprint travels in powertools' validation attribute.
         self._layer.payload_validation_enabled = True
         self._table = table
@@ -145,6 +153,15 @@ class DynamoDBStore(LedgerStore):
 
     async def _close(self) -> None:
         self._layer.client.close()
+
+
+def client_config(timeout: float) -> Config:
+    """The botocore settings of a ledger client: calls bounded by ``timeout``, one retry."""
+    return Config(
+        connect_timeout=min(timeout, 2.0),
+        read_timeout=timeout,
+        retries={"max_attempts": 2, "mode": "standard"},
+    )
 
 
 def _json(data: dict[str, Any]) -> str:
