@@ -258,3 +258,79 @@ def test_unguarded_lambda_refuses_to_start_with_one_sentence(tmp_path: Path):
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("activity-completer: The HTTP function refuses to start unguarded")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.moto
+async def test_function_url_serves_callback_urls_and_keys_on_step_functions(
+    sfn: MotoStepFunctions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """On Lambda too: a partner's own payload through a callback URL, and a request by key
+    kept until the activity side registers the key; the ledger on DynamoDB (moto)."""
+    from completer.activity import callback_url, register_async
+    from completer.ledger.dynamodb import create_table
+    from completer.settings import Settings
+
+    table = f"ledger-{uuid.uuid4().hex[:8]}"
+    aws = {
+        **aws_env(sfn.endpoint),
+        "AWS_ENDPOINT_URL_DYNAMODB": sfn.endpoint,
+        "AWS_REGION": aws_env(sfn.endpoint)["AWS_DEFAULT_REGION"],
+    }
+    for name, value in aws.items():  # this process registers the key, as an activity would
+        monkeypatch.setenv(name, value)
+    assert create_table(table) is True
+    paid, by_key = sfn.start_waiting(), sfn.start_waiting()
+    url = callback_url(
+        "https://fn.example/",
+        secret=LINK_SECRET,
+        task_token=paid.task_token,
+        select="data.object",
+        fail_when="type == 'payment_intent.payment_failed'",
+    )
+    query = urlsplit(url).query
+    sealed = parse_qs(query)["callback"][0]
+    tampered = "callback=" + sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+    succeeded = json.dumps(
+        {"type": "payment_intent.succeeded", "data": {"object": {"id": "pi_1", "amount": 12000}}}
+    ).encode()
+    other = json.dumps({"type": "payment_intent.succeeded", "data": {"object": {}}}).encode()
+    key = f"ORDER-{uuid.uuid4().hex[:6]}"
+    by_key_body = json.dumps({"correlation_key": key, "result": {"rows": 3}}).encode()
+    plain = {"content-type": "application/json"}
+    events = [
+        event("function_url", "POST", query=query, headers=plain, body=succeeded),
+        event("function_url", "POST", query=query, headers=plain, body=succeeded),  # a retry
+        event("http_api_v2", "POST", query=query, headers=plain, body=other),
+        event("function_url", "POST", query=tampered, headers=plain, body=succeeded),
+        # By key, before anyone registered it: kept (202) when signed, refused unsigned.
+        event("function_url", "POST", headers=signed_json(by_key_body), body=by_key_body),
+        event("function_url", "POST", headers=plain, body=by_key_body),
+    ]
+    env = base_env(
+        COMPLETER_BACKEND="stepfunctions",
+        COMPLETER_LINK_SECRET=LINK_SECRET,
+        COMPLETER_SIGNING_SECRETS=SIGNING_SECRET,
+        COMPLETER_LEDGER=f"dynamodb://{table}",
+        **aws,
+    )
+    answers = await asyncio.to_thread(invoke, events, env, tmp_path)
+    assert assert_json_answer(answers[0], 200) == {"status": "completed"}
+    assert assert_json_answer(answers[1], 200) == {"status": "completed", "replayed": True}
+    assert assert_json_answer(answers[2], 409)["error"]["code"] == "conflict"
+    assert assert_json_answer(answers[3], 401)["error"]["code"] == "unauthorized"
+    assert assert_json_answer(answers[4], 202) == {"status": "buffered"}
+    assert assert_json_answer(answers[5], 401)["error"]["code"] == "unauthorized"
+    finished = await paid.finished()
+    assert json.loads(finished["output"]) == {"id": "pi_1", "amount": 12000}
+    assert by_key.describe()["status"] == "RUNNING"
+    # The activity side registers the key: the kept request is carried out at once.
+    settings = Settings(
+        COMPLETER_BACKEND="stepfunctions",
+        COMPLETER_RPC_TIMEOUT_SECONDS=5,
+        COMPLETER_LEDGER=f"dynamodb://{table}",
+    )
+    outcome = await register_async(key, task_token=by_key.task_token, settings=settings)
+    assert outcome is not None
+    assert outcome.status == "completed"
+    finished = await by_key.finished()
+    assert json.loads(finished["output"]) == {"rows": 3}
