@@ -317,8 +317,35 @@ def markdown(results: dict[str, Any]) -> str:
                 f"({s3['completed']}/{s3['uploads']}) | {s3['uploads_per_s']} | "
                 f"{s3['direct_per_s']} (concurrency 1) | {s3['ratio']}x |"
             )
+    lines += client_lines(results.get("client"))
     lines += ledger_lines(results.get("ledger"))
     return "\n".join(lines) + "\n"
+
+
+def client_lines(client: dict[str, Any] | None) -> list[str]:
+    """A warm completion without HTTP: the SDK, our client, the whole chain (ms)."""
+    if not client:
+        return []
+    added = client["added_p50_ms"]
+    lines = [
+        "",
+        f"## Completion client in-process, no HTTP (sequential, {client['direct']['n']} "
+        "completions each, interleaved, ms)",
+        "",
+        "| path | p50 | p90 | p99 | p50 added |",
+        "|---|---|---|---|---|",
+    ]
+    names = {
+        "direct": "SDK: `AsyncActivityHandle.complete`",
+        "client": "`CompletionClient.execute` (target, size check, breaker, deadline)",
+        "chain": "the functions' chain: keys → in-process ledger → client",
+    }
+    for name, label in names.items():
+        row = client[name]
+        lines.append(
+            f"| {label} | {row['p50']} | {row['p90']} | {row['p99']} | {added.get(name, 0.0)} |"
+        )
+    return lines
 
 
 def ledger_lines(ledger: dict[str, Any] | None) -> list[str]:

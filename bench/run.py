@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.support.temporal import connect_when_ready
 
-from bench import cold, http_bench, ledger_bench, memory, paths, report
+from bench import client_bench, cold, http_bench, ledger_bench, memory, paths, report
 from bench.delay_proxy import DelayingProxy
 from bench.harness import (
     HTTP_MAIN,
@@ -45,6 +45,7 @@ from bench.tokens import make_tokens
 PHASES = (
     "imports",
     "cold",
+    "client",
     "http",
     "naive",
     "gunicorn",
@@ -78,6 +79,7 @@ class Size:
     s3_batch_singles: int = 11
     s3_batches: int = 5
     ledger: int = 400
+    client: int = 500
 
 
 SIZES = {
@@ -131,6 +133,7 @@ SIZES = {
         s3_batch_singles=3,
         s3_batches=1,
         ledger=40,
+        client=20,
     ),
 }
 
@@ -159,6 +162,8 @@ def tokens_needed(size: Size, phases: set[str]) -> int:
         need += size.s3_batch_singles + 10 * size.s3_batches
     if "ledger" in phases:
         need += 4 * (20 + size.ledger)
+    if "client" in phases:
+        need += 3 * (size.client + 10)
     return need
 
 
@@ -388,6 +393,13 @@ async def bench(size: Size, phases: set[str], out: Path, logs: Path) -> dict[str
                 logs,
                 memory_counts=size.s3_memory,
             )
+
+        if "client" in phases:
+            print("== completion client against the SDK, in-process", flush=True)
+            results["client"] = await client_bench.client_overhead(
+                client, address, pool.take, count=size.client
+            )
+            print(f"  client {results['client']}", flush=True)
 
         if "s3batch" in phases:
             print("== S3 batch of 10 against one record (engine +50 ms)", flush=True)

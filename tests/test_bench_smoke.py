@@ -28,7 +28,7 @@ def test_bench_harness_runs_with_tiny_counts(tmp_path: Path):
             "--out",
             str(tmp_path),
             "--only",
-            "imports,cold,http,naive,memory,s3",
+            "imports,cold,client,http,naive,memory,s3",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -42,6 +42,7 @@ def test_bench_harness_runs_with_tiny_counts(tmp_path: Path):
     assert results["latency"]["http"]["answers"] == {"200": results["latency"]["http"]["n"]}
     assert results["latency"]["direct"]["answers"] == {"ok": results["latency"]["direct"]["n"]}
     assert results["s3"]["completed"] == results["s3"]["uploads"]
+    assert {results["client"][name]["n"] for name in ("direct", "client", "chain")} == {20}
     assert [s["completions"] for s in results["memory"]["http"]] == [50, 100]
     assert set(results["cold_start"]) == {"floor", "floor_aio", "http", "pubsub", "naive", "s3"}
     assert "boto3" not in results["imports"]["http"]["heavy_modules"]
