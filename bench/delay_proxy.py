@@ -21,7 +21,10 @@ class DelayingProxy(TcpProxy):
         super().__init__(upstream_port)
         self.delay = delay
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
+        # Both directions are delayed alike; ``upstream`` is the base class's direction flag.
         held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def release() -> None:

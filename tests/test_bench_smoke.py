@@ -28,7 +28,7 @@ def test_bench_harness_runs_with_tiny_counts(tmp_path: Path):
             "--out",
             str(tmp_path),
             "--only",
-            "imports,cold,client,http,naive,memory,s3",
+            "imports,cold,client,http,naive,memory,s3,s3batch",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -42,6 +42,9 @@ def test_bench_harness_runs_with_tiny_counts(tmp_path: Path):
     assert results["latency"]["http"]["answers"] == {"200": results["latency"]["http"]["n"]}
     assert results["latency"]["direct"]["answers"] == {"ok": results["latency"]["direct"]["n"]}
     assert results["s3"]["completed"] == results["s3"]["uploads"]
+    # The S3 batch phase runs through a proxy that delays the engine.
+    assert results["s3_batch"]["added_engine_latency_ms"] == 50
+    assert results["s3_batch"]["failed_records"] == 0
     assert {results["client"][name]["n"] for name in ("direct", "client", "chain")} == {20}
     assert [s["completions"] for s in results["memory"]["http"]] == [50, 100]
     assert set(results["cold_start"]) == {"floor", "floor_aio", "http", "pubsub", "naive", "s3"}
