@@ -96,7 +96,10 @@ class KeyRegistrar:
         from completer.ledger.dynamodb import DynamoDBStore, client_config
         from completer.settings import Settings
 
-        settings = Settings(COMPLETER_BACKEND="temporal")
+        # What the stack's functions run with (they get no COMPLETER_* of this shell).
+        settings = Settings(
+            COMPLETER_BACKEND="temporal", COMPLETER_DATA_CONVERTER=None, COMPLETER_LEDGER=None
+        )
         client = boto3.client(
             "dynamodb",
             endpoint_url=endpoint,
