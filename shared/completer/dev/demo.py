@@ -226,17 +226,21 @@ def _publish(emulator: str, topic: str, token: str) -> None:
         publisher.transport.close()  # type: ignore[no-untyped-call]
 
 
-def _upload(endpoint: str, waiting: Waiting) -> None:
+def _s3(endpoint: str) -> Any:
+    """A boto3 S3 client for moto at ``endpoint`` (any credentials do)."""
     import boto3
 
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name=AWS_LOCAL["AWS_DEFAULT_REGION"],
         aws_access_key_id=AWS_LOCAL["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=AWS_LOCAL["AWS_SECRET_ACCESS_KEY"],
     )
-    s3.put_object(
+
+
+def _upload(endpoint: str, waiting: Waiting) -> None:
+    _s3(endpoint).put_object(
         Bucket=BUCKET,
         Key=f"{UPLOAD_PREFIX}{waiting.workflow_id}.json",
         Body=json.dumps({"via": "s3"}).encode(),
@@ -247,16 +251,7 @@ def _upload(endpoint: str, waiting: Waiting) -> None:
 
 def _upload_by_key(endpoint: str, key: str) -> None:
     """A partner's file named by the order number alone: no token, no metadata."""
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=AWS_LOCAL["AWS_DEFAULT_REGION"],
-        aws_access_key_id=AWS_LOCAL["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_LOCAL["AWS_SECRET_ACCESS_KEY"],
-    )
-    s3.put_object(
+    _s3(endpoint).put_object(
         Bucket=BUCKET,
         Key=key_object(key),
         Body=json.dumps({"order": key, "via": "key"}).encode(),

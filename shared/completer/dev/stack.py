@@ -290,44 +290,38 @@ class Endpoints:
         return commands
 
     def s3_commands(self, waiting: Waiting) -> list[str]:
-        """``aws s3 cp`` (when the AWS CLI is installed) and a boto3 line."""
-        assert self.s3 is not None
-        key = f"{UPLOAD_PREFIX}{waiting.workflow_id}.json"
-        data = json.dumps({"approved": True, "via": "s3"})
-        env = " ".join(f"{name}={value}" for name, value in AWS_LOCAL.items())
-        commands = []
-        if shutil.which("aws"):
-            metadata = json.dumps({"task-token": waiting.task_token})
-            commands.append(
-                f"echo {shlex.quote(data)} | {env} aws --endpoint-url {self.s3} s3 cp - "
-                f"s3://{BUCKET}/{key} --content-type application/json "
-                f"--metadata {shlex.quote(metadata)}"
-            )
-        code = (
-            "import boto3; "
-            f"boto3.client('s3', endpoint_url={self.s3!r}).put_object(Bucket={BUCKET!r}, "
-            f"Key={key!r}, Body={data.encode()!r}, ContentType='application/json', "
-            f"Metadata={{'task-token': {waiting.task_token!r}}})"
+        """An upload with the activity's token as metadata."""
+        return self._upload_commands(
+            f"{UPLOAD_PREFIX}{waiting.workflow_id}.json",
+            {"approved": True, "via": "s3"},
+            metadata={"task-token": waiting.task_token},
         )
-        commands.append(f"{env} {shlex.quote(sys.executable)} -c {shlex.quote(code)}")
-        return commands
 
     def key_commands(self, waiting: Waiting) -> list[str]:
         """An upload named by the activity's correlation key, with no metadata at all."""
+        return self._upload_commands(
+            key_object(waiting.key), {"order": waiting.key, "via": "key"}, metadata=None
+        )
+
+    def _upload_commands(
+        self, key: str, content: dict[str, Any], *, metadata: dict[str, str] | None
+    ) -> list[str]:
+        """``aws s3 cp`` (when the AWS CLI is installed) and a boto3 line, to moto."""
         assert self.s3 is not None
-        key = key_object(waiting.key)
-        data = json.dumps({"order": waiting.key, "via": "key"})
+        data = json.dumps(content)
         env = " ".join(f"{name}={value}" for name, value in AWS_LOCAL.items())
         commands = []
         if shutil.which("aws"):
+            with_metadata = f" --metadata {shlex.quote(json.dumps(metadata))}" if metadata else ""
             commands.append(
                 f"echo {shlex.quote(data)} | {env} aws --endpoint-url {self.s3} s3 cp - "
-                f"s3://{BUCKET}/{key} --content-type application/json"
+                f"s3://{BUCKET}/{key} --content-type application/json{with_metadata}"
             )
         code = (
             "import boto3; "
             f"boto3.client('s3', endpoint_url={self.s3!r}).put_object(Bucket={BUCKET!r}, "
-            f"Key={key!r}, Body={data.encode()!r}, ContentType='application/json')"
+            f"Key={key!r}, Body={data.encode()!r}, ContentType='application/json'"
+            + (f", Metadata={metadata!r})" if metadata else ")")
         )
         commands.append(f"{env} {shlex.quote(sys.executable)} -c {shlex.quote(code)}")
         return commands
