@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from completer.dev.processes import die_with_parent
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -70,16 +72,14 @@ def running(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a process in its own process group and kill the whole group on exit."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    # From the main thread, the kernel also stops the service if pytest itself is killed
-    # (a timeout, Ctrl-C twice): no orphan servers. (The signal follows the spawning thread,
-    # so a service started from a worker thread relies on the cleanup below alone.) setpriv
-    # sets it before exec: no Python runs between fork and exec, which gRPC threads in this
-    # process would make abort the child.
+    # From the main thread, the kernel also stops the service's whole process group if
+    # pytest itself is killed (a timeout, Ctrl-C twice): no orphan servers, not even the JVM
+    # an emulator's launcher script starts (die_with_parent). The signal follows the
+    # spawning thread, so a service started from a worker thread relies on the cleanup
+    # below alone.
     in_main = threading.current_thread() is threading.main_thread()
-    setpriv = shutil.which("setpriv")
-    prefix = [setpriv, "--pdeathsig", "KILL", "--"] if in_main and setpriv else []
     process = subprocess.Popen(
-        [*prefix, *argv],
+        die_with_parent(argv) if in_main else list(argv),
         env=env,
         cwd=cwd,
         stdout=log,

@@ -3,9 +3,8 @@
 Each child runs in its own session (process group), so stopping it stops whatever it
 started too (gunicorn workers, the emulator's JVM). Children are stopped in reverse order
 on a normal exit, on Ctrl-C or SIGTERM, at interpreter exit (``atexit``), and, on Linux,
-get SIGTERM from the kernel if this process dies without cleaning up (the parent-death
-signal, set by util-linux's ``setpriv`` before it execs the service: no Python code runs
-between fork and exec, which a process holding gRPC threads must avoid).
+also when this process dies without cleaning up (SIGKILL, the OOM killer): see
+:func:`die_with_parent`.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Child", "Children", "ServiceFailed"]
+__all__ = ["Child", "Children", "ServiceFailed", "die_with_parent"]
 
 HOST = "127.0.0.1"
 
@@ -31,10 +30,25 @@ class ServiceFailed(RuntimeError):
     """A service of the stack did not start or exited; the message says which and why."""
 
 
-def _die_with_parent(argv: Sequence[str]) -> list[str]:
-    # SIGTERM to the service when the supervisor dies, even by SIGKILL (Linux, util-linux).
+# Waits for the service; on SIGTERM, takes its whole process group down with it.
+_GROUP_GUARD = 'trap "trap - TERM; kill -TERM 0" TERM; "$@" & wait $!'
+
+
+def die_with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv`` wrapped so that the service's whole process group dies with this process.
+
+    On Linux, util-linux's ``setpriv`` sets the parent-death signal (SIGTERM) and execs a
+    ``sh`` that waits for the service: when this process dies, even by SIGKILL, the kernel
+    signals the ``sh``, which signals the service's process group. So a grandchild dies too:
+    the Firestore emulator's launcher script runs its JVM without ``exec``, and the JVM
+    would not get a parent-death signal of its own. No Python code runs between fork and
+    exec, which a process holding gRPC threads must avoid. Start the result in a new
+    session (``start_new_session=True``); elsewhere it is ``argv`` unchanged.
+    """
     setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
-    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
+    if setpriv is None:
+        return list(argv)
+    return [setpriv, "--pdeathsig", "TERM", "--", "/bin/sh", "-c", _GROUP_GUARD, "sh", *argv]
 
 
 @dataclass
@@ -75,7 +89,7 @@ class Children:
         log = self.log_dir / f"{name}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(  # noqa: S603 - our own tools, no shell
-                _die_with_parent(argv),
+                die_with_parent(argv),
                 env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
