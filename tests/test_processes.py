@@ -104,3 +104,15 @@ def test_stop_all_stops_the_service_group(tmp_path: Path):
 def test_without_setpriv_the_command_is_unchanged(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     assert die_with_parent(["temporal", "server"]) == ["temporal", "server"]
+
+
+def test_a_graceful_stop_reports_the_service_status(tmp_path: Path):
+    """A stop signals the whole group; the service exits 0 on SIGTERM, and so does its guard."""
+    children = Children(tmp_path)
+    ready = tmp_path / "ready"
+    script = 'trap "exit 0" TERM; touch "$0"; while :; do sleep 0.1; done'
+    child = children.start("graceful", ["sh", "-c", script, str(ready)], env={})
+    assert wait_for(ready.exists, 10)
+    os.killpg(child.process.pid, signal.SIGTERM)
+    assert child.process.wait(timeout=10) == 0
+    children.stop_all()

@@ -30,16 +30,23 @@ class ServiceFailed(RuntimeError):
     """A service of the stack did not start or exited; the message says which and why."""
 
 
-# Waits for the service; on SIGTERM, takes its whole process group down with it.
-_GROUP_GUARD = 'trap "trap - TERM; kill -TERM 0" TERM; "$@" & wait $!'
+# Starts the service, then ignores SIGTERM itself (a stop signals the whole group, and the
+# service must see it alone), turns the parent-death SIGHUP into SIGTERM for the whole
+# group, and exits with the service's own status.
+_GROUP_GUARD = (
+    '"$@" & pid=$!; trap "" TERM; trap "kill -TERM 0" HUP; '
+    'while :; do wait "$pid"; status=$?; kill -0 "$pid" 2>/dev/null || exit "$status"; done'
+)
 
 
 def die_with_parent(argv: Sequence[str]) -> list[str]:
     """``argv`` wrapped so that the service's whole process group dies with this process.
 
-    On Linux, util-linux's ``setpriv`` sets the parent-death signal (SIGTERM) and execs a
+    On Linux, util-linux's ``setpriv`` sets the parent-death signal (SIGHUP) and execs a
     ``sh`` that waits for the service: when this process dies, even by SIGKILL, the kernel
-    signals the ``sh``, which signals the service's process group. So a grandchild dies too:
+    signals the ``sh``, which sends SIGTERM to the service's process group (a stop that
+    signals the group reaches the service alone, and the ``sh`` exits with the service's
+    status). So a grandchild dies too:
     the Firestore emulator's launcher script runs its JVM without ``exec``, and the JVM
     would not get a parent-death signal of its own. No Python code runs between fork and
     exec, which a process holding gRPC threads must avoid. Start the result in a new
@@ -48,7 +55,7 @@ def die_with_parent(argv: Sequence[str]) -> list[str]:
     setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
     if setpriv is None:
         return list(argv)
-    return [setpriv, "--pdeathsig", "TERM", "--", "/bin/sh", "-c", _GROUP_GUARD, "sh", *argv]
+    return [setpriv, "--pdeathsig", "HUP", "--", "/bin/sh", "-c", _GROUP_GUARD, "sh", *argv]
 
 
 @dataclass
