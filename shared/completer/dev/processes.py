@@ -30,11 +30,14 @@ class ServiceFailed(RuntimeError):
     """A service of the stack did not start or exited; the message says which and why."""
 
 
-# Starts the service, then ignores SIGTERM itself (a stop signals the whole group, and the
-# service must see it alone), turns the parent-death SIGHUP into SIGTERM for the whole
-# group, and exits with the service's own status.
+# Turns the parent-death signal (SIGUSR1) into SIGTERM for the whole group (trapped before
+# the service starts, so no death goes unnoticed once it runs; a handler, unlike an ignored
+# signal, is not inherited), starts the service, then ignores SIGTERM itself (a stop
+# signals the whole group, and the service must see it alone), and exits with the
+# service's own status. Not SIGHUP: under nohup it is ignored on entry, and a shell cannot
+# trap a signal ignored on entry.
 _GROUP_GUARD = (
-    '"$@" & pid=$!; trap "" TERM; trap "kill -TERM 0" HUP; '
+    'trap "kill -TERM 0" USR1; "$@" & pid=$!; trap "" TERM; '
     'while :; do wait "$pid"; status=$?; kill -0 "$pid" 2>/dev/null || exit "$status"; done'
 )
 
@@ -42,7 +45,7 @@ _GROUP_GUARD = (
 def die_with_parent(argv: Sequence[str]) -> list[str]:
     """``argv`` wrapped so that the service's whole process group dies with this process.
 
-    On Linux, util-linux's ``setpriv`` sets the parent-death signal (SIGHUP) and execs a
+    On Linux, util-linux's ``setpriv`` sets the parent-death signal (SIGUSR1) and execs a
     ``sh`` that waits for the service: when this process dies, even by SIGKILL, the kernel
     signals the ``sh``, which sends SIGTERM to the service's process group (a stop that
     signals the group reaches the service alone, and the ``sh`` exits with the service's
@@ -55,7 +58,7 @@ def die_with_parent(argv: Sequence[str]) -> list[str]:
     setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
     if setpriv is None:
         return list(argv)
-    return [setpriv, "--pdeathsig", "HUP", "--", "/bin/sh", "-c", _GROUP_GUARD, "sh", *argv]
+    return [setpriv, "--pdeathsig", "USR1", "--", "/bin/sh", "-c", _GROUP_GUARD, "sh", *argv]
 
 
 @dataclass
