@@ -44,7 +44,6 @@ from completer.links import create_link, open_link
 from completer.models import CompletionRequest, parse_request
 from completer.settings import Settings
 from completer.storage.gcs import GcsReader
-from tests.support.firestore import firestore_emulator
 from tests.support.gcs import GcsEmulator, gcs_emulator
 from tests.support.moto_server import FAKE_CREDENTIALS, REGION
 from tests.support.pubsub import PubSubEmulator, pubsub_emulator
@@ -91,20 +90,6 @@ GITHUB_RUN_FAILED: dict[str, Any] = {
 
 
 # --- services --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def firestore_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with firestore_emulator(tmp_path_factory.mktemp("firestore")) as host:
-        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host
-        try:
-            yield host
-        finally:
-            if previous is None:
-                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
 
 
 @pytest.fixture(scope="module")

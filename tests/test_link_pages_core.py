@@ -12,7 +12,7 @@ import base64
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -25,7 +25,6 @@ from completer.ledger import Ledger
 from completer.ledger.memory import MemoryStore
 from completer.links import create_link, open_receipt
 from completer.settings import Settings
-from tests.support.firestore import firestore_emulator
 from tests.support.services import free_port
 from tests.support.temporal import TemporalServer, WaitingActivity
 
@@ -156,20 +155,6 @@ async def assert_ledger_flow(
     assert refused.status == 409
     assert "“Approve” was chosen on" in refused.text()
     assert await waiting.handle.result() == {"approved": True, "amount": "120.00 EUR"}
-
-
-@pytest.fixture(scope="module")
-def firestore_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with firestore_emulator(tmp_path_factory.mktemp("firestore")) as host:
-        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host
-        try:
-            yield host
-        finally:
-            if previous is None:
-                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
 
 
 async def test_with_a_firestore_ledger_too(
